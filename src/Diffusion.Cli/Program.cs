@@ -1,0 +1,8 @@
+using System.CommandLine;
+using Diffusion.Cli;
+
+var root = new RootCommand("diffuse: a DDPM U-Net image generator with hand-written CPU and CUDA kernels.");
+root.Subcommands.Add(GenerateCommand.Create());
+root.Subcommands.Add(UnetCommand.Create());
+root.Subcommands.Add(InfoCommand.Create());
+return await root.Parse(args).InvokeAsync();
