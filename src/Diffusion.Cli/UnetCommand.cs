@@ -1,8 +1,68 @@
 using System.CommandLine;
+using System.Globalization;
+using Diffusion.Kernels;
+using Diffusion.Kernels.IO;
+using Diffusion.Kernels.Models;
 
 namespace Diffusion.Cli;
 
+/// <summary>
+/// <c>diffuse unet</c>: one U-Net forward on a tensor from a file, written to a file. This is how users check our
+/// numbers against PyTorch, so it does nothing but the forward: no scaling, no clamping.
+/// </summary>
 internal static class UnetCommand
 {
-    public static Command Create() => new("unet", "Not implemented yet.");
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "diffusers UNet or pipeline folder", Required = true };
+        var input = new Option<string>("--input") { Description = "safetensors file with the sample (B, C, H, W): the tensor 'sample', or its only tensor", Required = true };
+        var timestep = new Option<string>("--timestep") { Description = "one timestep for the whole batch, or one per batch item: T or T1,T2,...", Required = true };
+        var output = new Option<string>("--out") { Description = "safetensors file to write; the output is stored as 'sample'", Required = true };
+        var device = CliOptions.Device();
+        var force = CliOptions.Force();
+        var verbose = CliOptions.Verbose();
+        var command = new Command("unet", "Run one U-Net forward pass on a tensor and save the result.")
+        {
+            model, input, timestep, output, device, force, verbose,
+        };
+        command.SetAction((parse, ct) => CliErrors.Run(parse.GetValue(verbose), () =>
+        {
+            string outPath = parse.GetValue(output)!;
+            OutputFiles.EnsureWritable(outPath, parse.GetValue(force));
+            var sample = ReadSample(parse.GetValue(input)!);
+            float[] timesteps = ParseTimesteps(parse.GetValue(timestep)!, sample.Shape[0]);
+
+            using var backend = CliOptions.CreateBackend(parse.GetValue(device));
+            using var net = UNet2D.Load(parse.GetValue(model)!, backend);
+            ct.ThrowIfCancellationRequested();
+            var result = net.Forward(sample, timesteps);
+            SafetensorsWriter.Write(outPath, [new("sample", result)]);
+            Console.Error.WriteLine($"wrote {outPath}: sample ({string.Join(", ", result.Shape)})");
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    internal static HostTensor ReadSample(string path)
+    {
+        using var file = SafetensorsFile.Open(path);
+        string name = file.Contains("sample") ? "sample"
+            : file.Tensors.Count == 1 ? file.Tensors[0].Name
+            : throw new DiffusionException($"{path}: expected a tensor named 'sample' or a single tensor, found {file.Tensors.Count}");
+        var tensor = file.ReadTensor(name);
+        if (tensor.Rank != 4)
+            throw new DiffusionException($"{path}: tensor '{name}' must have shape (B, C, H, W), got ({string.Join(", ", tensor.Shape)})");
+        return tensor;
+    }
+
+    internal static float[] ParseTimesteps(string text, int batch)
+    {
+        var values = text.Split(',', StringSplitOptions.TrimEntries).Select(part =>
+            float.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out float t) && float.IsFinite(t) && t >= 0
+                ? t
+                : throw new UsageException($"--timestep: '{part}' is not a non-negative number")).ToArray();
+        if (values.Length != 1 && values.Length != batch)
+            throw new UsageException($"--timestep: give one timestep or one per batch item ({batch}), got {values.Length}");
+        return values;
+    }
 }

@@ -1,0 +1,33 @@
+using System.CommandLine;
+using Diffusion.Kernels.Backends;
+
+namespace Diffusion.Cli;
+
+/// <summary>Options shared by several commands, defined once so they read and behave the same everywhere.</summary>
+internal static class CliOptions
+{
+    public static Option<DeviceKind> Device() => new("--device")
+    {
+        Description = "where to run: cpu, cuda, or auto (CUDA when a GPU is usable, else CPU)",
+        DefaultValueFactory = _ => DeviceKind.Auto,
+        CustomParser = result =>
+        {
+            string text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+            if (Enum.TryParse<DeviceKind>(text, ignoreCase: true, out var kind)) return kind;
+            result.AddError($"--device: '{text}' is not one of cpu, cuda, auto");
+            return DeviceKind.Auto;
+        },
+    };
+
+    public static Option<bool> Force() => new("--force") { Description = "overwrite output files that already exist" };
+
+    public static Option<bool> Verbose() => new("--verbose") { Description = "print stack traces with errors" };
+
+    /// <summary>Creates the backend and says on stderr which one was chosen, so timings are never ambiguous.</summary>
+    public static IBackend CreateBackend(DeviceKind kind)
+    {
+        var backend = BackendFactory.Create(kind, out string choice);
+        Console.Error.WriteLine($"device: {choice}");
+        return backend;
+    }
+}
