@@ -18,12 +18,17 @@ internal static class UnetCommand
         var input = new Option<string>("--input") { Description = "safetensors file with the sample (B, C, H, W): the tensor 'sample', or its only tensor", Required = true };
         var timestep = new Option<string>("--timestep") { Description = "one timestep for the whole batch, or one per batch item: T or T1,T2,...", Required = true };
         var output = new Option<string>("--out") { Description = "safetensors file to write; the output is stored as 'sample'", Required = true };
+        var repeat = new Option<int>("--repeat")
+        {
+            Description = "run the forward this many times and print the median and best time per forward (benchmarking)",
+            DefaultValueFactory = _ => 1,
+        };
         var device = CliOptions.Device();
         var force = CliOptions.Force();
         var verbose = CliOptions.Verbose();
         var command = new Command("unet", "Run one U-Net forward pass on a tensor and save the result.")
         {
-            model, input, timestep, output, device, force, verbose,
+            model, input, timestep, output, repeat, device, force, verbose,
         };
         command.SetAction((parse, ct) => CliErrors.Run(parse.GetValue(verbose), () =>
         {
@@ -34,13 +39,43 @@ internal static class UnetCommand
 
             using var backend = CliOptions.CreateBackend(parse.GetValue(device));
             using var net = UNet2D.Load(parse.GetValue(model)!, backend);
-            ct.ThrowIfCancellationRequested();
-            var result = net.Forward(sample, timesteps);
+            int runs = parse.GetValue(repeat);
+            if (runs < 1) throw new UsageException("--repeat must be at least 1");
+            var result = TimedForward(net, sample, timesteps, runs, ct);
             SafetensorsWriter.Write(outPath, [new("sample", result)]);
             Console.Error.WriteLine($"wrote {outPath}: sample ({string.Join(", ", result.Shape)})");
             return ExitCodes.Success;
         }));
         return command;
+    }
+
+    /// <summary>
+    /// Runs the forward <paramref name="runs"/> times on device tensors (uploads outside the timed region) and
+    /// reports per-forward times in a fixed format that bench scripts parse.
+    /// </summary>
+    private static HostTensor TimedForward(UNet2D net, HostTensor sample, float[] timesteps, int runs, CancellationToken ct)
+    {
+        var backend = net.Backend;
+        using var x = backend.Upload(sample.Data, sample.Shape);
+        using var y = backend.Allocate(net.OutputShape(sample.Shape));
+        var times = new double[runs];
+        for (int i = 0; i < runs; i++)
+        {
+            ct.ThrowIfCancellationRequested();
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            net.Forward(x, timesteps, y);
+            backend.Synchronize();
+            times[i] = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+        if (runs > 1)
+        {
+            Array.Sort(times);
+            Console.Error.WriteLine(FormattableString.Invariant(
+                $"forward: median {times[runs / 2]:F3} ms, best {times[0]:F3} ms over {runs} runs on {backend.DeviceDescription}"));
+        }
+        var result = new HostTensor(y.ShapeArray());
+        backend.Download(y, result.Data);
+        return result;
     }
 
     internal static HostTensor ReadSample(string path)

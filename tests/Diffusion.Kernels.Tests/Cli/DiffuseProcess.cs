@@ -1,0 +1,35 @@
+using System.Diagnostics;
+
+namespace Diffusion.Kernels.Tests.Cli;
+
+/// <summary>
+/// Runs the real <c>diffuse</c> binary (built beside the tests) in a child process, so exit codes, stderr and
+/// files on disk are exactly what a user would see.
+/// </summary>
+internal static class DiffuseProcess
+{
+    public sealed record Result(int ExitCode, string StandardOutput, string StandardError);
+
+    public static Result Run(params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "diffuse.dll"));
+        foreach (string arg in args) start.ArgumentList.Add(arg);
+        start.Environment["DOTNET_NOLOGO"] = "1";
+
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException("diffuse " + string.Join(' ', args) + " did not finish");
+        }
+        return new Result(process.ExitCode, stdout.Result, stderr.Result);
+    }
+}
