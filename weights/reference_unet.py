@@ -204,13 +204,13 @@ class DownBlock(nn.Module):
     def __init__(self, attn, num_layers, in_ch, out_ch, temb_ch, groups, eps, head_dim,
                  add_downsample, downsample_padding, attn_groups):
         super().__init__()
-        self.resnets = nn.ModuleList(
-            [ResnetBlock2D(in_ch if i == 0 else out_ch, out_ch, temb_ch, groups, eps) for i in range(num_layers)])
-        if attn:
-            self.attentions = nn.ModuleList(
-                [AttentionBlock(out_ch, head_dim, attn_groups, eps) for _ in range(num_layers)])
-        else:
-            self.attentions = None
+        res, att = [], []
+        for i in range(num_layers):  # interleaved creation = diffusers' RNG order under torch.manual_seed
+            res.append(ResnetBlock2D(in_ch if i == 0 else out_ch, out_ch, temb_ch, groups, eps))
+            if attn:
+                att.append(AttentionBlock(out_ch, head_dim, attn_groups, eps))
+        self.resnets = nn.ModuleList(res)
+        self.attentions = nn.ModuleList(att) if attn else None
         self.downsamplers = nn.ModuleList([Downsample2D(out_ch, downsample_padding)]) if add_downsample else None
 
     def forward(self, x, temb):
@@ -230,17 +230,15 @@ class UpBlock(nn.Module):
     def __init__(self, attn, num_layers, in_ch, prev_out_ch, out_ch, temb_ch, groups, eps, head_dim,
                  add_upsample, attn_groups):
         super().__init__()
-        res = []
-        for i in range(num_layers):
+        res, att = [], []
+        for i in range(num_layers):  # interleaved creation = diffusers' RNG order
             res_skip = in_ch if i == num_layers - 1 else out_ch
             res_in = prev_out_ch if i == 0 else out_ch
             res.append(ResnetBlock2D(res_in + res_skip, out_ch, temb_ch, groups, eps))
+            if attn:
+                att.append(AttentionBlock(out_ch, head_dim, attn_groups, eps))
         self.resnets = nn.ModuleList(res)
-        if attn:
-            self.attentions = nn.ModuleList(
-                [AttentionBlock(out_ch, head_dim, attn_groups, eps) for _ in range(num_layers)])
-        else:
-            self.attentions = None
+        self.attentions = nn.ModuleList(att) if attn else None
         self.upsamplers = nn.ModuleList([Upsample2D(out_ch)]) if add_upsample else None
 
     def forward(self, x, skips, temb):
@@ -258,8 +256,11 @@ class UpBlock(nn.Module):
 class MidBlock(nn.Module):
     def __init__(self, ch, temb_ch, groups, eps, head_dim, scale, add_attention, attn_groups):
         super().__init__()
-        self.resnets = nn.ModuleList([ResnetBlock2D(ch, ch, temb_ch, groups, eps, scale) for _ in range(2)])
-        self.attentions = nn.ModuleList([AttentionBlock(ch, head_dim, attn_groups, eps, scale)]) if add_attention else None
+        r0 = ResnetBlock2D(ch, ch, temb_ch, groups, eps, scale)  # creation order resnet, attention, resnet
+        a0 = AttentionBlock(ch, head_dim, attn_groups, eps, scale) if add_attention else None
+        r1 = ResnetBlock2D(ch, ch, temb_ch, groups, eps, scale)
+        self.resnets = nn.ModuleList([r0, r1])
+        self.attentions = nn.ModuleList([a0]) if add_attention else None
 
     def forward(self, x, temb):
         x = self.resnets[0](x, temb)
