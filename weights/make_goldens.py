@@ -10,6 +10,7 @@ Writes:
   unet_cifar10.safetensors + unet_cifar10_config.json google/ddpm-cifar10-32 architecture,
                                                       synthetic weights (seed 42, NOT stored)
   sampler_<case>.safetensors                          scheduler trajectories with a toy model
+  schedules.safetensors                               float64 betas / alphas_cumprod of the schedules used
   sampler_cases.json                                  index: case -> scheduler config, steps, eta, seeds
   README.md                                           what every file holds (generated; key/shape tables)
 """
@@ -362,6 +363,8 @@ DPM-Solver++(2M), Euler ancestral in float64), `weights/safetensors_io.py`.
   `schedules.safetensors` holds float64 `betas`/`alphas_cumprod` of every beta schedule used.
   Scheduler configs use diffusers keys (`scheduler_config` in `__metadata__` and in `sampler_cases.json`);
   absent keys take diffusers defaults (DDPM/DDIM: spacing `leading`, clip_sample true; DPM/Euler: `linspace`).
+  `lambda_min_clipped: null` means -inf (JSON has no infinity). `eta` (DDIM) is a step argument, stored
+  beside the config. Seeds: `seed` in `__metadata__`/`sampler_cases.json` drives both `x_init` and `noise`.
 
 ## Expected tolerances
 

@@ -33,7 +33,8 @@ Known diffusers subtleties reproduced here (and noted where they bite):
      with the last element forced to stop.
   5. DPM-Solver++(2M): timesteps = linspace(0, T-1, n+1).round()[::-1][:-1] (n+1
      points, drop the last = 0); sigmas = sqrt((1-ab)/ab) at those t, then a final
-     sigma 0 (final_sigmas_type "zero").  Step 0 is first order (no history), the
+     sigma 0 (final_sigmas_type "zero"; "sigma_min" appends sqrt((1-ab_0)/ab_0) instead and is
+     supported only to reproduce diffusers' own scheduler tests).  Step 0 is first order (no history), the
      final step is ALWAYS first order because final_sigmas_type == "zero"
      (lower_order_final also for n < 15); for solver_order 2, lower_order_second
      changes nothing.  The first-order step to sigma 0 returns x0 exactly.
