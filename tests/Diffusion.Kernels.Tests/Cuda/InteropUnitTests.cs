@@ -139,3 +139,29 @@ public sealed class CudaErrorsTests
     [InlineData(3 << 20, "3.0 MB")]
     public void Sizes_read_naturally(long bytes, string text) => CudaErrors.FormatBytes(bytes).Should().Be(text);
 }
+
+public sealed class KernelBuilderTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "diffusion-kernel-builder-test-" + Guid.NewGuid().ToString("N"));
+
+    [Fact]
+    public void Second_build_comes_from_the_disk_cache_with_identical_bytes()
+    {
+        KernelCompilationTests.RequireNvrtc();
+        var builder = new KernelBuilder(new KernelCache(_dir));
+
+        var first = builder.Build("sampler.cu", 86, out bool firstCached);
+        var second = new KernelBuilder(new KernelCache(_dir)).Build("sampler.cu", 86, out bool secondCached);
+
+        firstCached.Should().BeFalse();
+        secondCached.Should().BeTrue();
+        second.Image.Should().Equal(first.Image);
+        first.IsCubin.Should().BeTrue("NVRTC knows sm_86, so no JIT is left to the driver");
+        Directory.GetFiles(_dir).Select(Path.GetFileName).Should().ContainSingle().Which.Should().StartWith("sampler-sm_86-").And.EndWith(".cubin");
+    }
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+}

@@ -54,7 +54,11 @@ public sealed unsafe class CudaBackend : IBackend
     /// Opens GPU <paramref name="ordinal"/>. False, with a reason a person can act on, when the machine has no
     /// NVIDIA driver, cuInit fails, there is no such GPU, or NVRTC cannot be found.
     /// </summary>
-    public static bool TryCreate(out CudaBackend? backend, out string reason, int ordinal = 0)
+    public static bool TryCreate(out CudaBackend? backend, out string reason, int ordinal = 0) =>
+        TryCreate(out backend, out reason, ordinal, KernelVersions.FromEnvironment());
+
+    /// <summary>As above with explicit kernel versions (tests run every version against the reference).</summary>
+    internal static bool TryCreate(out CudaBackend? backend, out string reason, int ordinal, KernelVersions versions)
     {
         backend = null;
         if (!CudaDevice.TryOpen(ordinal, out var device, out reason)) return false;
@@ -66,7 +70,7 @@ public sealed unsafe class CudaBackend : IBackend
                 return false;
             }
             var builder = new KernelBuilder(new KernelCache(KernelCache.DefaultDirectory()));
-            backend = new CudaBackend(device!, builder, KernelVersions.FromEnvironment());
+            backend = new CudaBackend(device!, builder, versions);
             return true;
         }
         catch
