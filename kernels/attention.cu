@@ -187,6 +187,7 @@ __device__ __forceinline__ void attention_flash(const float* __restrict__ qkv, f
             const float p = expf(score - new_max);
             const float tile_sum = warp_sum(p);
             p_tile[r][lane] = p;
+            __syncwarp(); // every lane has read row_max[r] before lane 0 replaces it
             if (lane == 0)
             {
                 const float rescale = expf(old_max - new_max);
