@@ -1,0 +1,120 @@
+using Diffusion.Kernels.Backends.Cuda;
+using Diffusion.Kernels.Tests.Support;
+using FluentAssertions;
+
+namespace Diffusion.Kernels.Tests.Cuda;
+
+/// <summary>
+/// Compiles every kernels/*.cu file with the project's own NVRTC interop for Ampere (sm_80) and Hopper (sm_90),
+/// running ptxas verbosely, and checks what can be checked without a GPU: the code compiles, every entry point the
+/// backend launches exists, and the hot kernels neither spill registers nor use a stack frame. Skipped only when no
+/// libnvrtc can be found (CI installs one).
+/// </summary>
+public sealed class KernelCompilationTests(ITestOutputHelper output)
+{
+    /// <summary>Every entry point CudaBackend launches, by file.</summary>
+    public static readonly Dictionary<string, string[]> Entries = new()
+    {
+        ["conv2d.cu"] = ["conv2d_v1", "conv2d_v2_k1", "conv2d_v2_k3", "conv2d_v2_kn"],
+        ["group_norm.cu"] = ["group_norm_v1", "group_norm_v2"],
+        ["attention.cu"] = ["attention_v1", "attention_v2_q16", "attention_v2_q32"],
+        ["linear.cu"] = ["linear_v1", "linear_v2"],
+        ["elementwise.cu"] = ["silu", "add_scaled", "upsample2x", "concat_channels", "timestep_embedding"],
+        ["sampler.cu"] = ["sampler_step"],
+    };
+
+    /// <summary>
+    /// Kernels whose speed matters, held to no spills and no stack. (timestep_embedding keeps a 32-byte frame: the
+    /// accurate sinf/cosf argument reduction for huge arguments uses a local array; it runs once per step.)
+    /// </summary>
+    private static readonly HashSet<string> Hot =
+    [
+        "conv2d_v2_k1", "conv2d_v2_k3", "conv2d_v2_kn", "group_norm_v2", "attention_v2_q16", "attention_v2_q32",
+        "linear_v2", "silu", "add_scaled", "upsample2x", "concat_channels", "sampler_step",
+    ];
+
+    public static TheoryData<string, int> FilesAndArchitectures()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (string file in Entries.Keys)
+            foreach (int arch in new[] { 80, 90 })
+                data.Add(file, arch);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(FilesAndArchitectures))]
+    public void Kernel_compiles_to_cubin_without_spills(string file, int architecture)
+    {
+        RequireNvrtc();
+        var target = new KernelTarget(architecture, Cubin: true);
+        var options = NvrtcCompiler.BaseOptions(target).Append("--ptxas-options=-v").ToList();
+        string source = File.ReadAllText(Path.Combine(RepositoryPaths.Kernels, file));
+
+        var compiled = NvrtcCompiler.Compile(file, source, options, cubin: true);
+
+        compiled.Image.Should().NotBeEmpty();
+        var functions = PtxasReport.Parse(compiled.Log);
+        foreach (var f in functions)
+        {
+            output.WriteLine($"{f.Architecture} {f.Name,-22} {f.Registers,3} registers  {f.SharedBytes,6} B static smem  " +
+                $"stack {f.StackFrameBytes} B  spills {f.SpillStoreBytes}/{f.SpillLoadBytes} B");
+        }
+        functions.Select(f => f.Name).Should().BeEquivalentTo(Entries[file], "every launched entry point must be compiled");
+        functions.Should().OnlyContain(f => f.Architecture == target.GpuArchitecture);
+        foreach (var f in functions.Where(f => Hot.Contains(f.Name)))
+        {
+            f.SpillStoreBytes.Should().Be(0, $"{f.Name} on {f.Architecture} must not spill");
+            f.SpillLoadBytes.Should().Be(0, $"{f.Name} on {f.Architecture} must not spill");
+            f.StackFrameBytes.Should().Be(0, $"{f.Name} on {f.Architecture} must not use a stack frame");
+        }
+    }
+
+    [Fact]
+    public void Every_kernel_file_is_covered()
+    {
+        Directory.GetFiles(RepositoryPaths.Kernels, "*.cu").Select(Path.GetFileName)
+            .Should().BeEquivalentTo(Entries.Keys, "a new kernel file must be added to the compilation tests");
+    }
+
+    [Fact]
+    public void Ptx_is_produced_for_a_virtual_architecture()
+    {
+        RequireNvrtc();
+        var target = new KernelTarget(80, Cubin: false);
+        string source = File.ReadAllText(Path.Combine(RepositoryPaths.Kernels, "sampler.cu"));
+
+        var compiled = NvrtcCompiler.Compile("sampler.cu", source, NvrtcCompiler.BaseOptions(target), cubin: false);
+
+        string ptx = System.Text.Encoding.ASCII.GetString(compiled.Image);
+        ptx.Should().Contain(".target sm_80").And.Contain(".entry sampler_step");
+        compiled.Image[^1].Should().Be(0, "cuModuleLoadData needs NUL-terminated PTX");
+    }
+
+    [Fact]
+    public void A_compile_error_names_the_file_and_carries_the_log()
+    {
+        RequireNvrtc();
+        var target = new KernelTarget(80, Cubin: true);
+        const string broken = "extern \"C\" __global__ void k(float* y) { y[0] = undefined_name; }";
+
+        var act = () => NvrtcCompiler.Compile("broken.cu", broken, NvrtcCompiler.BaseOptions(target), cubin: true);
+
+        act.Should().Throw<KernelCompileException>()
+            .Where(e => e.SourceFile == "broken.cu" && e.Message.StartsWith("broken.cu: ") && e.Log.Contains("undefined_name"));
+    }
+
+    [Fact]
+    public void Nvrtc_reports_the_architectures_the_tests_compile_for()
+    {
+        RequireNvrtc();
+        var archs = NvrtcCompiler.SupportedArchitectures();
+        output.WriteLine($"NVRTC {NvrtcCompiler.Version()} supports {string.Join(", ", archs)}");
+        archs.Should().Contain([80, 90]);
+    }
+
+    internal static void RequireNvrtc()
+    {
+        if (!NvrtcCompiler.TryLoad(out string reason)) Assert.Skip(reason);
+    }
+}
