@@ -69,14 +69,15 @@ public sealed partial class UNet2DCheckpoint
         var stored = new Dictionary<string, SafetensorsTensorInfo>(StringComparer.Ordinal);
         var unexpected = new List<string>();
         var wrong = new List<string>();
-        var details = new List<string>();
+        // Grouped by kind so the report reads as "what is missing, what is wrong, what is extra".
+        List<string> missingLines = [], wrongLines = [], extraLines = [];
         foreach (var info in file.Tensors)
         {
             string name = CanonicalName(info.Name);
             if (stored.TryGetValue(name, out var other))
             {
                 wrong.Add(name);
-                details.Add($"  duplicate: '{other.Name}' and '{info.Name}' both provide {name}");
+                extraLines.Add($"  duplicate: '{other.Name}' and '{info.Name}' both provide {name}");
             }
             else
             {
@@ -90,7 +91,7 @@ public sealed partial class UNet2DCheckpoint
             if (!expectedNames.Contains(name))
             {
                 unexpected.Add(info.Name);
-                details.Add($"  unexpected: {info.Name} {info.ShapeText}");
+                extraLines.Add($"  unexpected: {info.Name} {info.ShapeText}");
             }
         }
 
@@ -101,17 +102,17 @@ public sealed partial class UNet2DCheckpoint
             if (!stored.TryGetValue(name, out var info))
             {
                 missing.Add(name);
-                details.Add($"  missing: {name} (expected {SafetensorsTensorInfo.FormatShape(shape)})");
+                missingLines.Add($"  missing: {name} (expected {SafetensorsTensorInfo.FormatShape(shape)})");
             }
             else if (!ShapeFits(name, shape, info.Shape))
             {
                 wrong.Add(name);
-                details.Add($"  wrong shape: {info.Name} is {info.ShapeText}, expected {SafetensorsTensorInfo.FormatShape(shape)}");
+                wrongLines.Add($"  wrong shape: {info.Name} is {info.ShapeText}, expected {SafetensorsTensorInfo.FormatShape(shape)}");
             }
             else if (!info.DType.IsFloatingPoint())
             {
                 wrong.Add(name);
-                details.Add($"  wrong dtype: {info.Name} is {info.DType}, expected a floating-point type");
+                wrongLines.Add($"  wrong dtype: {info.Name} is {info.DType}, expected a floating-point type");
             }
             else
             {
@@ -119,6 +120,7 @@ public sealed partial class UNet2DCheckpoint
             }
         }
 
+        var details = missingLines.Concat(wrongLines).Concat(extraLines).ToList();
         if (details.Count > 0)
         {
             string problem = $"the weights do not match the config ({details.Count} problem{(details.Count == 1 ? "" : "s")}):"
