@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Unicode;
 
 namespace Diffusion.Kernels.IO;
 
@@ -20,6 +21,10 @@ internal static class SafetensorsHeader
     public static (List<SafetensorsTensorInfo> Tensors, Dictionary<string, string> Metadata) Parse(
         ReadOnlyMemory<byte> json, long dataLength, string path)
     {
+        // JsonDocument checks UTF-8 only when a string is materialised; checking up front gives one clear error.
+        if (!Utf8.IsValid(json.Span))
+            throw new SafetensorsFormatException(path, "the header is not valid UTF-8 text");
+
         JsonDocument document;
         try
         {
@@ -32,33 +37,47 @@ internal static class SafetensorsHeader
 
         using (document)
         {
-            if (document.RootElement.ValueKind != JsonValueKind.Object)
-                throw new SafetensorsFormatException(path, $"the header must be a JSON object, not {document.RootElement.ValueKind}");
-
-            var tensors = new List<SafetensorsTensorInfo>();
-            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            bool sawMetadata = false;
-            // Enumerating properties (rather than deserializing to a dictionary) sees duplicates that a
-            // dictionary would silently collapse to the last one.
-            foreach (var property in document.RootElement.EnumerateObject())
+            try
             {
-                if (property.Name == MetadataKey)
-                {
-                    if (sawMetadata)
-                        throw new SafetensorsFormatException(path, $"the header has '{MetadataKey}' twice");
-                    sawMetadata = true;
-                    ParseMetadata(property.Value, metadata, path);
-                    continue;
-                }
-                if (!seen.Add(property.Name))
-                    throw new SafetensorsFormatException(path, $"tensor '{property.Name}' appears twice in the header");
-                tensors.Add(ParseTensor(property.Name, property.Value, path));
+                return ParseRoot(document.RootElement, dataLength, path);
             }
-
-            CheckTiling(tensors, dataLength, path);
-            return (tensors, metadata);
+            catch (InvalidOperationException e)
+            {
+                // Valid JSON can still escape a lone UTF-16 surrogate ("\ud800"), which no .NET string may hold.
+                throw new SafetensorsFormatException(path, "the header holds a string that is not valid Unicode", e);
+            }
         }
+    }
+
+    private static (List<SafetensorsTensorInfo> Tensors, Dictionary<string, string> Metadata) ParseRoot(
+        JsonElement root, long dataLength, string path)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+            throw new SafetensorsFormatException(path, $"the header must be a JSON object, not {root.ValueKind}");
+
+        var tensors = new List<SafetensorsTensorInfo>();
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        bool sawMetadata = false;
+        // Enumerating properties (rather than deserializing to a dictionary) sees duplicates that a
+        // dictionary would silently collapse to the last one.
+        foreach (var property in root.EnumerateObject())
+        {
+            if (property.Name == MetadataKey)
+            {
+                if (sawMetadata)
+                    throw new SafetensorsFormatException(path, $"the header has '{MetadataKey}' twice");
+                sawMetadata = true;
+                ParseMetadata(property.Value, metadata, path);
+                continue;
+            }
+            if (!seen.Add(property.Name))
+                throw Problem(path, property.Name, "appears twice in the header");
+            tensors.Add(ParseTensor(property.Name, property.Value, path));
+        }
+
+        CheckTiling(tensors, dataLength, path);
+        return (tensors, metadata);
     }
 
     private static void ParseMetadata(JsonElement element, Dictionary<string, string> metadata, string path)

@@ -81,7 +81,19 @@ public sealed record UNet2DConfig
         ArgumentNullException.ThrowIfNull(json);
         ArgumentNullException.ThrowIfNull(sourcePath);
         using var document = ConfigFiles.ParseObject(json, sourcePath);
-        var fields = new ConfigFields(document.RootElement, sourcePath);
+        try
+        {
+            return FromFields(new ConfigFields(document.RootElement, sourcePath), sourcePath);
+        }
+        catch (InvalidOperationException e)
+        {
+            // Valid JSON can still escape a lone UTF-16 surrogate ("\ud800"), which no .NET string may hold.
+            throw new ModelConfigException(sourcePath, null, "holds a string that is not valid Unicode", e);
+        }
+    }
+
+    private static UNet2DConfig FromFields(ConfigFields fields, string sourcePath)
+    {
 
         var config = new UNet2DConfig();
         config = config with

@@ -38,9 +38,10 @@ public class SafetensorsRejectionTests
         { "shape overflows", "{" + Entry("a", "F64", "[2147483647,2147483647,2147483647]", 0, 8) + "}", 8, "overflows a 64-bit byte count" },
         { "negative dimension", "{" + Entry("a", "F32", "[-1]", 0, 4) + "}", 4, "shape entry 0 is negative" },
         { "dimension beyond int", "{" + Entry("a", "U8", "[4294967296]", 0, 4) + "}", 4, "larger than" },
-        { "duplicate tensor names", "{" + Entry("a", "F32", "[1]", 0, 4) + "," + Entry("a", "F32", "[1]", 4, 8) + "}", 8, "tensor 'a' appears twice" },
+        { "duplicate tensor names", "{" + Entry("a", "F32", "[1]", 0, 4) + "," + Entry("a", "F32", "[1]", 4, 8) + "}", 8, "tensor 'a': appears twice" },
         { "duplicate entry field", "{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "'dtype' appears twice" },
         { "duplicate metadata", "{\"__metadata__\":{},\"__metadata__\":{}}", 0, "'__metadata__' twice" },
+        { "lone surrogate escape", "{\"\\ud800\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "not valid Unicode" },
         { "too deep", "{\"a\":{\"dtype\":\"F32\",\"shape\":[[[[[[[[1]]]]]]]],\"data_offsets\":[0,4]}}", 4, "not valid JSON" },
     };
 
@@ -57,6 +58,18 @@ public class SafetensorsRejectionTests
         act.Should().Throw<SafetensorsFormatException>(caseName)
             .Where(e => e.FilePath == path && e.Message.Contains(path) && e.Problem.Contains(phrase),
                 $"the message should name the file and say \"{phrase}\"");
+    }
+
+    [Fact]
+    public void Header_that_is_not_utf8_is_refused()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("latin1.safetensors");
+        File.WriteAllBytes(path, SafetensorsBytes.Build([(byte)'{', (byte)'"', 0xE9, (byte)'"', (byte)':', (byte)'{', (byte)'}', (byte)'}'], []));
+
+        var act = () => SafetensorsFile.Open(path);
+
+        act.Should().Throw<SafetensorsFormatException>().Where(e => e.Message.Contains(path) && e.Problem.Contains("not valid UTF-8"));
     }
 
     [Theory]
