@@ -70,6 +70,19 @@ public interface IBackend : IDisposable
     void SamplerStep(DeviceTensor sample, DeviceTensor modelOutput, DeviceTensor? noise, DeviceTensor? prevX0,
         DeviceTensor? x0Out, in SamplerStepCoefficients coefficients, DeviceTensor next);
 
+    /// <summary>
+    /// Memory the backend can still hand out for activations, in bytes, so callers can refuse a batch before
+    /// allocating it. The default is what the managed heap may still grow into.
+    /// </summary>
+    long AvailableMemoryBytes
+    {
+        get
+        {
+            var info = GC.GetGCMemoryInfo();
+            return Math.Max(0, info.TotalAvailableMemoryBytes - info.HeapSizeBytes);
+        }
+    }
+
     /// <summary>Waits until every op issued so far has finished.</summary>
     void Synchronize();
 }

@@ -7,7 +7,7 @@ namespace Diffusion.Kernels.Models;
 /// <code>
 ///   emb  = linear_2(SiLU(linear_1(sinusoid(t))))
 ///   h    = conv_in(x)                                  ─┐ skip stack
-///   down: [resnet (→ attention)] × L, downsample       ─┤ every output is pushed
+///   down: [resnet (→ attention)] × L, downsample       ─┤ each layer's output is pushed
 ///   mid:  resnet → attention → resnet                   │
 ///   up:   [concat(h, pop) → resnet (→ attention)] × (L+1), upsample
 ///   out  = conv_out(SiLU(GroupNorm(h)))
@@ -135,13 +135,17 @@ public sealed class UNet2D : IDisposable
             {
                 for (int j = 0; j < block.Resnets.Length; j++)
                 {
-                    h = block.Resnets[j].Forward(this, h, emb);
-                    skips.Push(h);
+                    // Each layer pushes one skip: its attention output when it has attention, else the resnet's.
                     if (block.Attentions.Length > 0)
                     {
-                        h = block.Attentions[j].Forward(this, h);
-                        skips.Push(h);
+                        using var resnetOut = block.Resnets[j].Forward(this, h, emb);
+                        h = block.Attentions[j].Forward(this, resnetOut);
                     }
+                    else
+                    {
+                        h = block.Resnets[j].Forward(this, h, emb);
+                    }
+                    skips.Push(h);
                 }
                 if (block.Downsampler is { } down)
                 {
@@ -185,6 +189,42 @@ public sealed class UNet2D : IDisposable
         {
             while (skips.Count > 0) skips.Pop().Dispose();
         }
+    }
+
+    /// <summary>
+    /// An upper bound on the activation memory one forward needs, in bytes: the whole skip stack plus the largest
+    /// working set of one block (its input, normalised copy, intermediate, shortcut, output, and q/k/v).
+    /// </summary>
+    public long ActivationBytes(int batch, int height, int width)
+    {
+        var channels = Config.BlockOutChannels;
+        long skips = (long)channels[0] * height * width;
+        long widest = (long)Math.Max(Config.InChannels, channels[0]) * height * width;
+        int h = height, w = width;
+        for (int i = 0; i < channels.Count; i++)
+        {
+            long level = (long)channels[i] * h * w;
+            skips += Config.LayersPerBlock * level;
+            // Up blocks concatenate a skip onto their input: twice the widest channel count of this level.
+            widest = Math.Max(widest, 2 * (long)Math.Max(channels[i], channels[Math.Min(i + 1, channels.Count - 1)]) * h * w);
+            if (i < channels.Count - 1)
+            {
+                h /= 2;
+                w /= 2;
+                skips += (long)channels[i] * h * w;
+            }
+        }
+        const int WorkingCopies = 6;
+        return sizeof(float) * (long)batch * (skips + WorkingCopies * widest);
+    }
+
+    /// <summary>Refuses, before anything is allocated, a batch whose activations would not fit in the backend's free memory.</summary>
+    public void EnsureMemoryFor(int batch, int height, int width)
+    {
+        long needed = ActivationBytes(batch, height, width);
+        long available = _backend.AvailableMemoryBytes;
+        if (needed > available)
+            throw new InsufficientMemoryForBatchException(batch, height, width, needed, available, _backend.Name);
     }
 
     private void ValidateInputs(DeviceTensor sample, ReadOnlySpan<float> timesteps, DeviceTensor output)
@@ -377,4 +417,15 @@ public sealed class UNet2D : IDisposable
                 config.AttentionHeads(channels), rescaleOutputFactor);
         }
     }
+}
+
+/// <summary>A batch or resolution whose activations would not fit in the memory the backend has free.</summary>
+public sealed class InsufficientMemoryForBatchException(int batch, int height, int width, long needed, long available, string backend)
+    : DiffusionException(
+        $"batch {batch} at {height}×{width} needs about {needed / 1048576.0:F0} MiB of activation memory, " +
+        $"but the {backend} backend has {available / 1048576.0:F0} MiB free; use a smaller --batch")
+{
+    public long NeededBytes { get; } = needed;
+
+    public long AvailableBytes { get; } = available;
 }
