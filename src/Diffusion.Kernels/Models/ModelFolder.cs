@@ -74,16 +74,38 @@ public sealed class ModelFolder
     private static string FindWeights(string unet)
     {
         string weights = Path.Combine(unet, WeightsFileName);
-        if (File.Exists(weights)) return weights;
+        if (File.Exists(weights)) return RefuseLfsPointer(weights);
         // diffusers saves half-precision copies as a "variant" beside (or instead of) the full file.
         string fp16 = Path.Combine(unet, "diffusion_pytorch_model.fp16.safetensors");
-        if (File.Exists(fp16)) return fp16;
+        if (File.Exists(fp16)) return RefuseLfsPointer(fp16);
         if (File.Exists(weights + ".index.json"))
             throw new ModelConfigException(weights, null, "is sharded into several files (an .index.json is present); sharded checkpoints are not supported");
         if (File.Exists(Path.Combine(unet, "diffusion_pytorch_model.bin")))
             throw new ModelConfigException(weights, null,
                 "does not exist; the folder has only diffusion_pytorch_model.bin (PyTorch pickle), and only safetensors is supported: re-save it with safe_serialization=True");
         throw new ModelConfigException(weights, null, "does not exist");
+    }
+
+    /// <summary>
+    /// A clone without Git LFS holds ~130-byte pointer files instead of the weights; saying so at open time beats
+    /// a format error later.
+    /// </summary>
+    private static string RefuseLfsPointer(string weights)
+    {
+        const string prefix = "version https://git-lfs";
+        var info = new FileInfo(weights);
+        if (info.Length is >= 23 and < 1024)
+        {
+            using var stream = info.OpenRead();
+            var head = new byte[prefix.Length];
+            if (stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false) == head.Length
+                && System.Text.Encoding.ASCII.GetString(head) == prefix)
+            {
+                throw new ModelConfigException(weights, null,
+                    "is a Git LFS pointer, not the weights: the real file was not downloaded (run 'git lfs pull' in the model repository)");
+            }
+        }
+        return weights;
     }
 
     /// <summary>Pipelines keep it in scheduler/; flat repositories beside the UNet; a UNet inside a pipeline in ../scheduler.</summary>

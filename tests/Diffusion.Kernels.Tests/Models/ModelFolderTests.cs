@@ -74,6 +74,19 @@ public class ModelFolderTests
     }
 
     [Fact]
+    public void Lfs_pointer_instead_of_weights_says_to_pull_them()
+    {
+        using var dir = new TempDirectory();
+        File.WriteAllText(dir.File("config.json"), ModelJson.Tiny);
+        File.WriteAllText(dir.File("diffusion_pytorch_model.safetensors"), "version https://git-lfs.github.com/spec/v1\noid sha256:1f\nsize 1000\n");
+
+        var act = () => ModelFolder.Open(dir.Path);
+
+        act.Should().Throw<ModelConfigException>()
+            .Where(e => e.FilePath == dir.File("diffusion_pytorch_model.safetensors") && e.Problem.Contains("git lfs pull"));
+    }
+
+    [Fact]
     public void Half_precision_variant_is_used_when_it_is_the_only_weights()
     {
         using var dir = new TempDirectory();

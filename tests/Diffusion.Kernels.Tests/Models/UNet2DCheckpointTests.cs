@@ -133,6 +133,19 @@ public class UNet2DCheckpointTests
     }
 
     [Fact]
+    public void Loading_stops_when_cancelled()
+    {
+        using var dir = new TempDirectory();
+        CheckpointFixture.WriteUNetFolder(dir.Path, ModelJson.Tiny, CheckpointFixture.RandomWeights(Tiny, 8));
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+
+        var act = () => UNet2DCheckpoint.Load(ModelFolder.Open(dir.Path), cancelled.Token);
+
+        act.Should().Throw<OperationCanceledException>();
+    }
+
+    [Fact]
     public void Cifar10_checkpoint_loads_all_35_746_307_parameters()
     {
         using var dir = new TempDirectory();
