@@ -1,8 +1,152 @@
 using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Diffusion.Kernels;
+using Diffusion.Kernels.IO;
+using Diffusion.Kernels.Models;
 
 namespace Diffusion.Cli;
 
-internal static class InfoCommand
+/// <summary>
+/// <c>diffuse info PATH</c>: what a model folder holds, checked. The weights are loaded and bound to the config,
+/// so "info succeeds" means "this model will load".
+/// </summary>
+public static class InfoCommand
 {
-    public static Command Create() => new("info", "Not implemented yet.");
+    public static Command Create()
+    {
+        var path = new Argument<string>("path") { Description = "diffusers UNet or pipeline folder, or the UNet's config.json" };
+        var command = new Command("info", "Describe a model: architecture, parameter count, dtypes, scheduler.") { path };
+        command.SetAction((parse, ct) => Task.FromResult(Run(parse.GetValue(path)!, Console.Out, Console.Error, ct)));
+        return command;
+    }
+
+    /// <summary>Prints the description to <paramref name="output"/>; failures go to <paramref name="error"/> as one message.</summary>
+    public static int Run(string path, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            var folder = ModelFolder.Open(path);
+            var checkpoint = UNet2DCheckpoint.Load(folder, cancellationToken);
+            var text = new StringWriter(CultureInfo.InvariantCulture);
+            Describe(folder, checkpoint, text);
+            output.Write(text.ToString());
+            return ExitCodes.Success;
+        }
+        catch (DiffusionException e)
+        {
+            error.WriteLine("error: " + e.Message);
+            return ExitCodes.BadModel;
+        }
+        catch (OperationCanceledException)
+        {
+            error.WriteLine("cancelled");
+            return ExitCodes.Cancelled;
+        }
+        catch (OutOfMemoryException)
+        {
+            error.WriteLine($"error: not enough memory to load {path}");
+            return ExitCodes.OutOfMemory;
+        }
+    }
+
+    private static void Describe(ModelFolder folder, UNet2DCheckpoint checkpoint, TextWriter w)
+    {
+        var config = folder.Config;
+        long weightsBytes = new FileInfo(folder.WeightsPath).Length;
+        w.WriteLine($"Model       {folder.RootPath}");
+        w.WriteLine($"Config      {folder.ConfigPath}");
+        w.WriteLine($"Weights     {folder.WeightsPath} ({weightsBytes / 1048576.0:F1} MiB, {weightsBytes:N0} bytes)");
+        w.WriteLine($"Parameters  {checkpoint.ParameterCount:N0}");
+        w.WriteLine("Dtypes      " + string.Join(", ", checkpoint.SourceDTypes.Values
+            .GroupBy(d => d).OrderBy(g => g.Key).Select(g => $"{g.Key} ({g.Count()} tensors)")));
+        w.WriteLine();
+        DescribeArchitecture(config, w);
+        w.WriteLine();
+        DescribeScheduler(folder.SchedulerConfigPath, w);
+    }
+
+    private static void DescribeArchitecture(UNet2DConfig c, TextWriter w)
+    {
+        var channels = c.BlockOutChannels;
+        int levels = channels.Count;
+        string Size(int level) => c.SampleSize is int s ? $"{s >> level}×{s >> level}" : "-";
+        string Attention(int ch) => c.AttentionHeads(ch) == 1 ? $"attention 1 head × {ch}" : $"attention {c.AttentionHeads(ch)} heads × {ch / c.AttentionHeads(ch)}";
+
+        w.WriteLine($"Architecture  UNet2DModel, {(c.SampleSize is int size ? $"{size}×{size} samples" : "sample size not given")}, {c.InChannels} → {c.OutChannels} channels");
+        w.WriteLine($"  time embedding  positional {channels[0]} → {c.TimeEmbeddingDim} (flip_sin_to_cos {Lower(c.FlipSinToCos)}, freq_shift {c.FreqShift:g})");
+        w.WriteLine($"  norm            GroupNorm {c.NormNumGroups} groups, eps {c.NormEps:g}; activation SiLU");
+        if (c.CenterInputSample) w.WriteLine("  input           centred: 2·x − 1");
+        w.WriteLine($"  {"conv_in",-8} {"",-16} {Size(0),-9} {c.InChannels,5} → {channels[0]}");
+
+        int output = channels[0];
+        for (int i = 0; i < levels; i++)
+        {
+            int input = output;
+            output = channels[i];
+            var parts = new List<string> { Plural(c.LayersPerBlock, "resnet") };
+            if (c.DownBlockHasAttention(i)) parts.Add(Attention(output));
+            if (i < levels - 1) parts.Add($"downsample to {Size(i + 1)} (padding {c.DownsamplePadding})");
+            w.WriteLine($"  {"down " + i,-8} {c.DownBlockTypes[i],-16} {Size(i),-9} {input,5} → {output,-5} {string.Join(", ", parts)}");
+        }
+
+        int bottom = channels[levels - 1];
+        string mid = c.AddAttention ? $"resnet, {Attention(bottom)}, resnet" : "resnet, resnet";
+        if (c.MidBlockScaleFactor != 1f) mid += $" (outputs ÷ {c.MidBlockScaleFactor})";
+        w.WriteLine($"  {"mid",-8} {"",-16} {Size(levels - 1),-9} {bottom,5} → {bottom,-5} {mid}");
+
+        output = bottom;
+        for (int i = 0; i < levels; i++)
+        {
+            int input = output;
+            output = channels[levels - 1 - i];
+            var parts = new List<string> { Plural(c.LayersPerBlock + 1, "resnet") + " on skip concatenations" };
+            if (c.UpBlockHasAttention(i)) parts.Add(Attention(output));
+            if (i < levels - 1) parts.Add($"upsample to {Size(levels - 2 - i)}");
+            w.WriteLine($"  {"up " + i,-8} {c.UpBlockTypes[i],-16} {Size(levels - 1 - i),-9} {input,5} → {output,-5} {string.Join(", ", parts)}");
+        }
+        w.WriteLine($"  {"out",-8} {"",-16} {Size(0),-9} {channels[0],5} → {c.OutChannels,-5} GroupNorm, SiLU, conv_out");
+    }
+
+    private static void DescribeScheduler(string? path, TextWriter w)
+    {
+        if (path == null)
+        {
+            w.WriteLine("Scheduler   none in this folder");
+            return;
+        }
+        w.WriteLine($"Scheduler   {path}");
+        JsonDocument document;
+        try
+        {
+            using var stream = File.OpenRead(path);
+            if (stream.Length > 16 << 20)
+                throw new ModelConfigException(path, null, $"is {stream.Length} bytes, too large for a scheduler config");
+            document = JsonDocument.Parse(stream, new JsonDocumentOptions { MaxDepth = 16 });
+        }
+        catch (JsonException e)
+        {
+            throw new ModelConfigException(path, null, $"is not valid JSON ({e.Message})", e);
+        }
+        catch (IOException e)
+        {
+            throw new ModelConfigException(path, null, $"cannot be read: {e.Message}", e);
+        }
+        using (document)
+        {
+            if (document.RootElement.ValueKind != JsonValueKind.Object)
+                throw new ModelConfigException(path, null, "must hold a JSON object");
+            foreach (var property in document.RootElement.EnumerateObject())
+            {
+                string value = property.Value.ValueKind == JsonValueKind.String ? property.Value.GetString()! : property.Value.GetRawText();
+                value = string.Join(' ', value.Split((char[])['\n', '\r', ' '], StringSplitOptions.RemoveEmptyEntries));
+                if (value.Length > 80) value = value[..77] + "...";
+                w.WriteLine($"  {property.Name} = {value}");
+            }
+        }
+    }
+
+    private static string Lower(bool value) => value ? "true" : "false";
+
+    private static string Plural(int count, string noun) => count == 1 ? $"1 {noun}" : $"{count} {noun}s";
 }
