@@ -1,15 +1,11 @@
 using System.Text.Json;
+using Diffusion.Kernels.Models;
 
 namespace Diffusion.Kernels.Sampling;
 
-/// <summary>A scheduler_config.json that we cannot use, naming the file, the field and what was wrong.</summary>
-public sealed class SchedulerConfigException(string file, string field, string problem)
-    : DiffusionException($"{file}: {field}: {problem}")
-{
-    public string File { get; } = file;
-
-    public string Field { get; } = field;
-}
+/// <summary>A scheduler_config.json that we cannot use, naming the file, the field (null: the whole file) and the problem.</summary>
+public sealed class SchedulerConfigException(string filePath, string? field, string problem)
+    : ModelConfigException(filePath, field, problem);
 
 public enum BetaSchedule
 {
@@ -101,24 +97,6 @@ public sealed record SchedulerConfig
         return Parse(json, path);
     }
 
-    /// <summary>
-    /// The scheduler config that belongs to a model: <c>scheduler/scheduler_config.json</c> of a pipeline folder,
-    /// a <c>scheduler_config.json</c> beside the weights, or the pipeline's when given its <c>unet/</c> folder.
-    /// Null when the model has none (callers then use <see cref="Default"/> and say so).
-    /// </summary>
-    public static string? FindForModel(string modelPath)
-    {
-        string folder = Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath)) ?? ".";
-        string? parent = Path.GetDirectoryName(Path.GetFullPath(folder));
-        string[] candidates =
-        [
-            Path.Combine(folder, "scheduler", "scheduler_config.json"),
-            Path.Combine(folder, "scheduler_config.json"),
-            .. parent is null ? Array.Empty<string>() : [Path.Combine(parent, "scheduler", "scheduler_config.json")],
-        ];
-        return candidates.FirstOrDefault(File.Exists);
-    }
-
     public static SchedulerConfig Parse(string json, string source)
     {
         JsonDocument document;
@@ -128,13 +106,13 @@ public sealed record SchedulerConfig
         }
         catch (JsonException e)
         {
-            throw new SchedulerConfigException(source, "(file)", $"not valid JSON: {e.Message}");
+            throw new SchedulerConfigException(source, null, $"is not valid JSON: {e.Message}");
         }
         using (document)
         {
             var root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
-                throw new SchedulerConfigException(source, "(file)", "expected a JSON object");
+                throw new SchedulerConfigException(source, null, "is not a JSON object");
             return new Reader(root, source).Read();
         }
     }

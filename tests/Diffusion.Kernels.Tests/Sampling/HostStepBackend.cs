@@ -35,6 +35,9 @@ internal sealed class HostStepBackend : IBackend
         DeviceTensor? x0Out, in SamplerStepCoefficients k, DeviceTensor next)
     {
         SamplerSteps++;
+        // The CUDA backend refuses a missing tensor whose coefficient is non-zero; so do we, to catch such plans here.
+        if (noise is null && k.NextFromNoise != 0) throw new DiffusionException("sampler step needs noise: its coefficient is non-zero");
+        if (prevX0 is null && k.NextFromPrevX0 != 0) throw new DiffusionException("sampler step needs the previous x0: its coefficient is non-zero");
         float[] x = Of(sample), m = Of(modelOutput), y = Of(next);
         float[]? z = noise is null ? null : Of(noise), p = prevX0 is null ? null : Of(prevX0), o = x0Out is null ? null : Of(x0Out);
         for (int i = 0; i < y.Length; i++)
