@@ -62,7 +62,9 @@ public static class GenerateCommand
         {
             model, sampler, steps, eta, seed, batch, device, noise, saveTensor, output, force, verbose,
         };
-        command.SetAction((parse, ct) => Task.FromResult(Run(new Request(
+        // Task.Run, not Task.FromResult: System.CommandLine installs its Ctrl-C handler only after the action has
+        // returned its task, so a body that ran synchronously could never see the cancellation.
+        command.SetAction((parse, ct) => Task.Run(() => Run(new Request(
             parse.GetValue(model), parse.GetValue(sampler), parse.GetValue(steps), parse.GetValue(eta), parse.GetValue(seed),
             parse.GetValue(batch), parse.GetValue(device), parse.GetValue(noise), parse.GetValue(saveTensor),
             parse.GetValue(output)!, parse.GetValue(force), parse.GetValue(verbose)), Console.Error, ct)));
@@ -109,6 +111,8 @@ public static class GenerateCommand
         var schedulerConfig = folder.SchedulerConfigPath is { } configPath ? SchedulerConfig.Load(configPath) : SchedulerConfig.Default;
         if (folder.SchedulerConfigPath is null)
             log.WriteLine($"{folder.RootPath} has no scheduler_config.json; using diffusers' DDPMScheduler defaults");
+        if (request.Eta != 0 && request.Sampler != SamplerKind.Ddim)
+            log.WriteLine($"note: --eta applies to ddim only; {Scheduler.NameOf(request.Sampler)} ignores it");
         ulong seed = request.Seed ?? BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
 
         using var backend = BackendFactory.Create(request.Device, out string choice);

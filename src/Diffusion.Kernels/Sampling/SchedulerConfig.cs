@@ -126,6 +126,9 @@ public sealed record SchedulerConfig
             RejectUnless("rescale_betas_zero_snr", false, "zero-terminal-SNR rescaling is not supported");
             RejectUnless("use_karras_sigmas", false, "Karras sigmas are not supported");
             RejectUnless("use_lu_lambdas", false, "uniform-λ steps are not supported");
+            RejectUnless("use_exponential_sigmas", false, "exponential sigmas are not supported");
+            RejectUnless("use_beta_sigmas", false, "beta sigmas are not supported");
+            RejectUnless("use_flow_sigmas", false, "flow-matching sigmas are not supported");
             RejectUnless("euler_at_final", false, "euler_at_final is not supported");
             RejectUnlessText("algorithm_type", "dpmsolver++", "only DPM-Solver++ (\"dpmsolver++\") is supported");
             RejectUnlessText("solver_type", "midpoint", "only the \"midpoint\" second-order solver is supported");
