@@ -293,9 +293,10 @@ def export(args):
     model.load_state_dict(ck["ema"], strict=True)  # proves the names/shapes match the reference UNet
     tensors = {k: v.detach().float().contiguous().numpy() for k, v in model.state_dict().items()}
 
-    os.makedirs(os.path.join(EXPORT_DIR, "unet"), exist_ok=True)
-    os.makedirs(os.path.join(EXPORT_DIR, "scheduler"), exist_ok=True)
-    weights = os.path.join(EXPORT_DIR, "unet", "diffusion_pytorch_model.safetensors")
+    out = args.out
+    os.makedirs(os.path.join(out, "unet"), exist_ok=True)
+    os.makedirs(os.path.join(out, "scheduler"), exist_ok=True)
+    weights = os.path.join(out, "unet", "diffusion_pytorch_model.safetensors")
     safetensors_io.write(weights + ".tmp", tensors, {
         "format": "pt",
         "source": "weights/train_default.py (EMA weights)",
@@ -304,7 +305,7 @@ def export(args):
     os.replace(weights + ".tmp", weights)
 
     def dump(obj, *parts):
-        with open(os.path.join(EXPORT_DIR, *parts), "w") as f:
+        with open(os.path.join(out, *parts), "w") as f:
             json.dump(obj, f, indent=2)
             f.write("\n")
 
@@ -321,7 +322,7 @@ def export(args):
         assert torch.equal(model(x, torch.tensor([3.0, 900.0])), check(x, torch.tensor([3.0, 900.0])))
     size = os.path.getsize(weights)
     print(f"exported step {ck['step']} EMA weights ({reference_unet.param_count(model):,} parameters, "
-          f"{size / 1e6:.1f} MB) to {EXPORT_DIR}")
+          f"{size / 1e6:.1f} MB) to {out}")
 
 
 def main():
@@ -332,6 +333,7 @@ def main():
     ap.add_argument("--export", action="store_true", help="export EMA weights to weights/default/ and exit")
     ap.add_argument("--checkpoint", help="checkpoint to export (default <ckpt-dir>/latest.pt)")
     ap.add_argument("--ckpt-dir", default=CKPT_DIR, help="where latest.pt and train_log.tsv live")
+    ap.add_argument("--out", default=EXPORT_DIR, help="pipeline folder to export to")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=8e-4)

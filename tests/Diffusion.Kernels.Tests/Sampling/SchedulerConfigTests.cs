@@ -1,0 +1,127 @@
+using Diffusion.Kernels.Sampling;
+using FluentAssertions;
+
+namespace Diffusion.Kernels.Tests.Sampling;
+
+public class SchedulerConfigTests
+{
+    /// <summary>google/ddpm-cifar10-32's scheduler_config.json as published on the Hugging Face hub.</summary>
+    private const string Cifar10 = """
+        {"_class_name": "DDPMScheduler", "_diffusers_version": "0.1.1", "beta_end": 0.02, "beta_schedule": "linear",
+         "beta_start": 0.0001, "clip_sample": true, "num_train_timesteps": 1000, "trained_betas": null,
+         "variance_type": "fixed_small"}
+        """;
+
+    [Fact]
+    public void Reads_a_diffusers_ddpm_config()
+    {
+        var config = SchedulerConfig.Parse(Cifar10, "cifar10.json");
+        config.NumTrainTimesteps.Should().Be(1000);
+        config.BetaSchedule.Should().Be(BetaSchedule.Linear);
+        config.TrainedBetas.Should().BeNull();
+        config.ClipSample.Should().BeTrue();
+        config.VarianceType.Should().Be(VarianceType.FixedSmall);
+        config.TimestepSpacing.Should().BeNull("absent fields stay absent so each sampler applies its own default");
+    }
+
+    [Fact]
+    public void Absent_fields_take_each_samplers_diffusers_default()
+    {
+        var config = SchedulerConfig.Parse(Cifar10, "cifar10.json");
+        // DDIMScheduler.from_config: set_alpha_to_one true → the last step lands on ᾱ = 1 and returns x0 exactly.
+        var last = new DdimScheduler(config, 10, 0).Step(9).Coefficients;
+        last.NextFromX0.Should().Be(1f);
+        last.NextFromEps.Should().Be(0f);
+        // DPMSolverMultistepScheduler and EulerAncestralDiscreteScheduler default to linspace spacing.
+        new DpmSolverMultistepScheduler(config, 8).Timesteps[1].Should().Be(874f);
+        new EulerAncestralScheduler(config, 5).Timesteps[1].Should().Be(749.25f);
+        // With the field present, it wins: leading for DPM-Solver gives (n − i)·(T // (n + 1)).
+        var leading = config with { TimestepSpacing = TimestepSpacing.Leading };
+        new DpmSolverMultistepScheduler(leading, 8).Timesteps.Should().Equal(888, 777, 666, 555, 444, 333, 222, 111);
+    }
+
+    [Theory]
+    [InlineData("""{"thresholding": true}""", "thresholding")]
+    [InlineData("""{"beta_schedule": "sigmoid"}""", "beta_schedule")]
+    [InlineData("""{"prediction_type": "noise"}""", "prediction_type")]
+    [InlineData("""{"timestep_spacing": 3}""", "timestep_spacing")]
+    [InlineData("""{"num_train_timesteps": "1000"}""", "num_train_timesteps")]
+    [InlineData("""{"num_train_timesteps": 1}""", "num_train_timesteps")]
+    [InlineData("""{"beta_start": 0.5, "beta_end": 0.1}""", "beta_start")]
+    [InlineData("""{"clip_sample": "yes"}""", "clip_sample")]
+    [InlineData("""{"variance_type": "learned_range"}""", "variance_type")]
+    [InlineData("""{"trained_betas": [0.1, 0.2]}""", "trained_betas")]
+    [InlineData("""{"num_train_timesteps": 2, "trained_betas": [0.1, 1.5]}""", "trained_betas")]
+    [InlineData("""{"algorithm_type": "sde-dpmsolver++"}""", "algorithm_type")]
+    [InlineData("""{"use_karras_sigmas": true}""", "use_karras_sigmas")]
+    [InlineData("""{"solver_order": 3}""", "solver_order")]
+    [InlineData("""{"steps_offset": -1}""", "steps_offset")]
+    [InlineData("""[1, 2]""", null)]
+    [InlineData("""{"beta_start": """, null)]
+    public void Rejects_what_it_cannot_honour_naming_the_file_and_field(string json, string? field)
+    {
+        var act = () => SchedulerConfig.Parse(json, "model/scheduler/scheduler_config.json");
+        var error = act.Should().Throw<SchedulerConfigException>().Which;
+        error.Field.Should().Be(field);
+        error.FilePath.Should().Be("model/scheduler/scheduler_config.json");
+        error.Message.Should().StartWith(field is null ? "model/scheduler/scheduler_config.json: " : $"model/scheduler/scheduler_config.json: '{field}': ");
+    }
+
+    [Fact]
+    public void Load_reports_a_missing_file_as_a_diffusion_exception()
+    {
+        var act = () => SchedulerConfig.Load(Path.Combine(Path.GetTempPath(), "no-such-dir-" + Guid.NewGuid(), "scheduler_config.json"));
+        act.Should().Throw<DiffusionException>().WithMessage("*cannot read the scheduler config*");
+    }
+
+    [Theory]
+    [InlineData(SamplerKind.Ddpm, 1001)]
+    [InlineData(SamplerKind.Ddim, 0)]
+    [InlineData(SamplerKind.EulerAncestral, -3)]
+    public void Step_counts_outside_1_to_T_are_rejected(SamplerKind kind, int steps)
+    {
+        var act = () => Scheduler.Create(kind, SchedulerConfig.Default, steps);
+        act.Should().Throw<SamplingOptionsException>().WithMessage("*steps must lie in 1..1000*");
+    }
+
+    [Fact]
+    public void Steps_offset_that_pushes_past_the_last_timestep_is_rejected()
+    {
+        var config = SchedulerConfig.Default with { StepsOffset = 1 };
+        var act = () => Scheduler.Create(SamplerKind.Ddim, config, 1000);
+        act.Should().Throw<SamplingOptionsException>().WithMessage("*reach timestep 1000*");
+    }
+
+    [Theory]
+    [InlineData(-0.1)]
+    [InlineData(1.5)]
+    [InlineData(double.NaN)]
+    public void Ddim_eta_outside_0_to_1_is_rejected(double eta)
+    {
+        var act = () => Scheduler.Create(SamplerKind.Ddim, SchedulerConfig.Default, 10, eta);
+        act.Should().Throw<SamplingOptionsException>().WithMessage("*eta*");
+    }
+
+    [Fact]
+    public void Euler_ancestral_refuses_sample_prediction()
+    {
+        var act = () => Scheduler.Create(SamplerKind.EulerAncestral, SchedulerConfig.Default with { PredictionType = PredictionType.Sample }, 10);
+        act.Should().Throw<SchedulerConfigException>().Which.Field.Should().Be("prediction_type");
+    }
+
+    [Theory]
+    [InlineData("ddpm", SamplerKind.Ddpm)]
+    [InlineData("DDIM", SamplerKind.Ddim)]
+    [InlineData("dpm++2m", SamplerKind.DpmSolverPlusPlus2M)]
+    [InlineData("euler-a", SamplerKind.EulerAncestral)]
+    public void Parses_command_line_sampler_names(string text, SamplerKind expected)
+    {
+        Scheduler.TryParseKind(text, out var kind).Should().BeTrue();
+        kind.Should().Be(expected);
+        Scheduler.TryParseKind(Scheduler.NameOf(kind), out var again).Should().BeTrue();
+        again.Should().Be(kind);
+    }
+
+    [Fact]
+    public void Unknown_sampler_names_are_refused() => Scheduler.TryParseKind("pndm", out _).Should().BeFalse();
+}
