@@ -1,6 +1,8 @@
 using Diffusion.Kernels;
 using Diffusion.Kernels.IO;
+using Diffusion.Kernels.Backends.Cuda;
 using Diffusion.Kernels.Models;
+using Diffusion.Kernels.Sampling;
 
 namespace Diffusion.Cli;
 
@@ -13,9 +15,13 @@ internal sealed class UsageException(string message) : DiffusionException(messag
 /// </summary>
 internal static class CliErrors
 {
-    public static Task<int> Run(bool verbose, Func<int> body) => Task.FromResult(Execute(verbose, body));
+    /// <summary>
+    /// Runs a command body on the thread pool. Task.Run, not Task.FromResult: System.CommandLine installs its
+    /// Ctrl-C handler only once the action has returned its task, so a body run synchronously never sees it.
+    /// </summary>
+    public static Task<int> Run(bool verbose, Func<int> body) => Task.Run(() => Execute(verbose, body, Console.Error));
 
-    public static int Execute(bool verbose, Func<int> body)
+    public static int Execute(bool verbose, Func<int> body, TextWriter log)
     {
         try
         {
@@ -23,28 +29,32 @@ internal static class CliErrors
         }
         catch (Exception e)
         {
-            return Report(e, verbose);
+            return Report(e, verbose, log);
         }
     }
 
-    public static int Report(Exception e, bool verbose)
+    public static int Report(Exception e, bool verbose, TextWriter log)
     {
         int code = CodeFor(e);
-        Console.Error.WriteLine(code == ExitCodes.Cancelled ? "diffuse: cancelled" : $"diffuse: {e.Message}");
-        if (verbose) Console.Error.WriteLine(e);
-        else if (code == ExitCodes.Internal) Console.Error.WriteLine("diffuse: this is a bug; run with --verbose for the stack trace");
+        log.WriteLine(code == ExitCodes.Cancelled ? "diffuse: cancelled; nothing was written" : $"diffuse: {e.Message}");
+        if (verbose) log.WriteLine(e);
+        else if (code == ExitCodes.Internal) log.WriteLine("diffuse: this is a bug; run with --verbose for the stack trace");
         return code;
     }
 
     internal static int CodeFor(Exception e) => e switch
     {
         OperationCanceledException => ExitCodes.Cancelled,
-        UsageException => ExitCodes.Usage,
+        UsageException or SamplingOptionsException => ExitCodes.Usage,
         OutputExistsException => ExitCodes.OutputExists,
         ModelConfigException => ExitCodes.BadModel,
         SafetensorsFormatException => ExitCodes.BadInput,
-        InsufficientMemoryException or OutOfMemoryException => ExitCodes.OutOfMemory,
+        NonFiniteSampleException => ExitCodes.NonFinite,
+        InsufficientMemoryForBatchException or InsufficientMemoryException or OutOfMemoryException => ExitCodes.OutOfMemory,
+        CudaException { IsOutOfMemory: true } => ExitCodes.OutOfMemory,
+        CudaException => ExitCodes.DeviceUnavailable,
         DiffusionException => ExitCodes.BadInput,
+        IOException or UnauthorizedAccessException => ExitCodes.BadInput,
         _ => ExitCodes.Internal,
     };
 }

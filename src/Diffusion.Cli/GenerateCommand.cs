@@ -40,31 +40,18 @@ public static class GenerateCommand
         var eta = new Option<double>("--eta") { Description = "DDIM η: 0 deterministic (default) … 1 DDPM-like" };
         var seed = new Option<ulong?>("--seed") { Description = "random seed (default: a fresh one, printed so the run can be repeated)" };
         var batch = new Option<int?>("--batch") { Description = $"images to generate, tiled into a grid (default: {DefaultModelBatch} with the embedded model, else 1)" };
-        var device = new Option<DeviceKind>("--device")
-        {
-            Description = "where to run: cpu, cuda, or auto (CUDA when a GPU is usable, else CPU)",
-            DefaultValueFactory = _ => DeviceKind.Auto,
-            CustomParser = result =>
-            {
-                string text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
-                if (Enum.TryParse<DeviceKind>(text, ignoreCase: true, out var kind)) return kind;
-                result.AddError($"--device: '{text}' is not one of cpu, cuda, auto");
-                return DeviceKind.Auto;
-            },
-        };
+        var device = CliOptions.Device();
         var noise = new Option<string?>("--noise") { Description = "safetensors file with the initial unit-variance noise (B, C, H, W): tensor 'sample' or its only tensor" };
         var saveTensor = new Option<string?>("--save-tensor") { Description = "also write the final samples (B, C, H, W), float32, as tensor 'sample' of this safetensors file" };
         var output = new Option<string>("--out") { Description = "PNG to write", DefaultValueFactory = _ => "generated.png" };
-        var force = new Option<bool>("--force") { Description = "overwrite output files that already exist" };
-        var verbose = new Option<bool>("--verbose") { Description = "print stack traces with errors" };
+        var force = CliOptions.Force();
+        var verbose = CliOptions.Verbose();
 
         var command = new Command("generate", "Generate images from noise with a diffusion U-Net.")
         {
             model, sampler, steps, eta, seed, batch, device, noise, saveTensor, output, force, verbose,
         };
-        // Task.Run, not Task.FromResult: System.CommandLine installs its Ctrl-C handler only after the action has
-        // returned its task, so a body that ran synchronously could never see the cancellation.
-        command.SetAction((parse, ct) => Task.Run(() => Run(new Request(
+        command.SetAction((parse, ct) => CliErrors.Run(parse.GetValue(verbose), () => Generate(new Request(
             parse.GetValue(model), parse.GetValue(sampler), parse.GetValue(steps), parse.GetValue(eta), parse.GetValue(seed),
             parse.GetValue(batch), parse.GetValue(device), parse.GetValue(noise), parse.GetValue(saveTensor),
             parse.GetValue(output)!, parse.GetValue(force), parse.GetValue(verbose)), Console.Error, ct)));
@@ -81,25 +68,14 @@ public static class GenerateCommand
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(log);
-        try
-        {
-            return Generate(request, log, cancellationToken);
-        }
-        catch (Exception e)
-        {
-            int code = ExitCodeFor(e);
-            log.WriteLine(code == ExitCodes.Cancelled ? "diffuse: cancelled; nothing was written" : $"diffuse: {e.Message}");
-            if (request.Verbose) log.WriteLine(e);
-            else if (code == ExitCodes.Internal) log.WriteLine("diffuse: this is a bug; run with --verbose for the stack trace");
-            return code;
-        }
+        return CliErrors.Execute(request.Verbose, () => Generate(request, log, cancellationToken), log);
     }
 
     private static int Generate(Request request, TextWriter log, CancellationToken cancellationToken)
     {
         // Everything that can be refused is checked before the long part starts.
-        EnsureWritable(request.Out, request.Force);
-        if (request.SaveTensor is { } tensorPath) EnsureWritable(tensorPath, request.Force);
+        OutputFiles.EnsureWritable(request.Out, request.Force);
+        if (request.SaveTensor is { } tensorPath) OutputFiles.EnsureWritable(tensorPath, request.Force);
         var initialNoise = request.Noise is { } noisePath ? ReadNoise(noisePath) : null;
         if (initialNoise is not null && request.Batch is { } b && b != initialNoise.Shape[0])
             throw new UsageException($"--batch {b} disagrees with the {initialNoise.Shape[0]} samples in --noise {request.Noise}");
@@ -117,7 +93,10 @@ public static class GenerateCommand
 
         using var backend = BackendFactory.Create(request.Device, out string choice);
         log.WriteLine($"device: {choice}");
-        var denoiser = LoadDenoiser(folder, backend);
+        if (folder.Config.OutChannels != folder.Config.InChannels)
+            throw new UsageException($"{folder.ConfigPath}: the model predicts {folder.Config.OutChannels} channels for " +
+                $"{folder.Config.InChannels}-channel samples (a learned variance); only ε, x0 or v prediction models can sample");
+        using var denoiser = UNet2D.Load(folder, backend, cancellationToken);
 
         var options = new GenerateOptions
         {
@@ -130,6 +109,8 @@ public static class GenerateCommand
             Batch = request.Batch ?? (request.Model is null ? DefaultModelBatch : 1),
             InitialNoise = initialNoise,
         };
+        var (_, height, width) = denoiser.SampleShape;
+        denoiser.EnsureMemoryFor(initialNoise?.Shape[0] ?? options.Batch, initialNoise?.Shape[2] ?? height, initialNoise?.Shape[3] ?? width);
         int stepCount = options.Steps ?? Scheduler.DefaultSteps(options.Sampler, schedulerConfig);
         log.WriteLine($"sampling: {Scheduler.NameOf(request.Sampler)}, {stepCount} steps, seed {seed}");
 
@@ -154,10 +135,6 @@ public static class GenerateCommand
         return ExitCodes.Success;
     }
 
-    /// <summary>The U-Net behind the sampler's <see cref="IDenoiser"/> seam.</summary>
-    private static IDenoiser LoadDenoiser(ModelFolder folder, IBackend backend) =>
-        throw new DiffusionException($"{folder.RootPath}: this build has no U-Net forward on {backend.Name} yet (Models/UNet2D is not merged)");
-
     private static HostTensor ReadNoise(string path)
     {
         using var file = SafetensorsFile.Open(path);
@@ -169,30 +146,4 @@ public static class GenerateCommand
             throw new SafetensorsFormatException(path, $"tensor '{name}' must have shape (B, C, H, W), got ({string.Join(", ", tensor.Shape)})");
         return tensor;
     }
-
-    private static void EnsureWritable(string path, bool force)
-    {
-        if (File.Exists(path) && !force) throw new OutputExistsException(path);
-        string? directory = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (directory is not null && !Directory.Exists(directory))
-            throw new UsageException($"{path}: the folder {directory} does not exist");
-    }
-
-    internal static int ExitCodeFor(Exception e) => e switch
-    {
-        OperationCanceledException => ExitCodes.Cancelled,
-        UsageException or SamplingOptionsException => ExitCodes.Usage,
-        OutputExistsException => ExitCodes.OutputExists,
-        ModelConfigException => ExitCodes.BadModel,
-        NonFiniteSampleException => ExitCodes.NonFinite,
-        InsufficientMemoryException or OutOfMemoryException => ExitCodes.OutOfMemory,
-        DiffusionException => ExitCodes.BadInput,
-        IOException or UnauthorizedAccessException => ExitCodes.BadInput,
-        _ => ExitCodes.Internal,
-    };
-
-    private sealed class UsageException(string message) : DiffusionException(message);
-
-    private sealed class OutputExistsException(string path)
-        : DiffusionException($"{path} already exists; pass --force to overwrite it");
 }

@@ -80,6 +80,7 @@ public static class Pipeline
         using var x0 = backend.Allocate(shape);
         using var previousX0 = backend.Allocate(shape);
         DeviceTensor? scaledInput = null;
+        var modelOutputCopy = new float[count];
         DeviceTensor currentX0 = x0, lastX0 = previousX0;
         try
         {
@@ -96,6 +97,7 @@ public static class Pipeline
                     input = scaledInput;
                 }
                 model.Forward(input, [plan.Timestep], output);
+                EnsureFinite(backend, output, modelOutputCopy, i, scheduler.StepCount, plan.Timestep);
 
                 using var z = plan.NeedsNoise ? backend.Upload(noise.Step(i, count), shape) : null;
                 backend.SamplerStep(x, output, z, plan.UsesPreviousX0 ? lastX0 : null, currentX0, plan.Coefficients, x);
@@ -120,6 +122,20 @@ public static class Pipeline
             throw new NonFiniteSampleException($"the sampler produced a non-finite value ({result.Data[bad]}) at element {bad}; " +
                 "the model or its scheduler config does not fit this sampler");
         return result;
+    }
+
+    /// <summary>
+    /// Stops at the first step whose model output holds NaN or infinity, naming the step: a diverging model is
+    /// easier to diagnose where it starts than from a black image at the end. One download per step is cheap next
+    /// to a U-Net forward.
+    /// </summary>
+    private static void EnsureFinite(IBackend backend, DeviceTensor output, float[] copy, int step, int steps, float timestep)
+    {
+        backend.Download(output, copy);
+        int bad = Array.FindIndex(copy, v => !float.IsFinite(v));
+        if (bad >= 0)
+            throw new NonFiniteSampleException($"the model output became non-finite ({copy[bad]} at element {bad}) at step {step + 1} " +
+                $"of {steps} (timestep {timestep}); the weights or the input are broken, or the model does not fit this sampler");
     }
 
     private static int[] SampleShape(GenerateOptions options)

@@ -1,4 +1,5 @@
 using Diffusion.Kernels.Backends;
+using Diffusion.Kernels.Sampling;
 
 namespace Diffusion.Kernels.Models;
 
@@ -15,7 +16,7 @@ namespace Diffusion.Kernels.Models;
 /// Parameters are prepared on the backend once, at construction; <see cref="Forward(DeviceTensor, ReadOnlySpan{float}, DeviceTensor)"/>
 /// allocates only activations, which the backend pools.
 /// </summary>
-public sealed class UNet2D : IDisposable
+public sealed class UNet2D : IDenoiser, IDisposable
 {
     private readonly IBackend _backend;
     private readonly List<IDisposable> _parameters = [];
@@ -89,11 +90,19 @@ public sealed class UNet2D : IDisposable
 
     public IBackend Backend => _backend;
 
+    /// <summary>
+    /// The image size a sampler starts from: the config's sample_size (diffusers' pipelines need it; 32 when a
+    /// config leaves it out, which only fully convolutional use would do).
+    /// </summary>
+    public (int Channels, int Height, int Width) SampleShape =>
+        (Config.InChannels, Config.SampleSize ?? 32, Config.SampleSize ?? 32);
+
     /// <summary>Loads a diffusers UNet or pipeline folder and prepares its weights on <paramref name="backend"/>.</summary>
-    public static UNet2D Load(string modelPath, IBackend backend)
+    public static UNet2D Load(string modelPath, IBackend backend) => Load(ModelFolder.Open(modelPath), backend);
+
+    public static UNet2D Load(ModelFolder folder, IBackend backend, CancellationToken cancellationToken = default)
     {
-        var folder = ModelFolder.Open(modelPath);
-        var checkpoint = UNet2DCheckpoint.Load(folder);
+        var checkpoint = UNet2DCheckpoint.Load(folder, cancellationToken);
         return new UNet2D(folder.Config, checkpoint.Tensors, backend);
     }
 

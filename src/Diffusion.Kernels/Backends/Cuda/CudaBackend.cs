@@ -50,6 +50,17 @@ public sealed unsafe class CudaBackend : IBackend
     /// <summary>Times the driver was asked for memory; the pool makes repeated forwards add none.</summary>
     public int DriverAllocations => _pool.DriverAllocations;
 
+    /// <summary>Free device memory plus what the pool caches, which it hands back before failing an allocation.</summary>
+    public long AvailableMemoryBytes
+    {
+        get
+        {
+            Enter();
+            Check(CudaDriver.cuMemGetInfo_v2(out nuint free, out _), "cuMemGetInfo_v2");
+            return (long)free + _pool.BytesCached;
+        }
+    }
+
     /// <summary>
     /// Opens GPU <paramref name="ordinal"/>. False, with a reason a person can act on, when the machine has no
     /// NVIDIA driver, cuInit fails, there is no such GPU, or NVRTC cannot be found.

@@ -19,6 +19,8 @@ public sealed class CudaException : DiffusionException
 
     /// <summary>The CUresult name, e.g. "CUDA_ERROR_OUT_OF_MEMORY".</summary>
     public string ErrorName { get; }
+
+    public bool IsOutOfMemory => ErrorName == "CUDA_ERROR_OUT_OF_MEMORY";
 }
 
 /// <summary>A kernel source did not compile, or NVRTC itself failed. Carries the .cu file name and NVRTC's log.</summary>

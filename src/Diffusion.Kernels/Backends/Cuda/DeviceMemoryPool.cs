@@ -103,7 +103,7 @@ internal sealed class DeviceMemoryPool(Func<long, ulong> allocate, Action<ulong>
         {
             return allocate(size);
         }
-        catch (CudaException e) when (e.ErrorName == "CUDA_ERROR_OUT_OF_MEMORY" && BytesCached > 0)
+        catch (CudaException e) when (e.IsOutOfMemory && BytesCached > 0)
         {
             Trim();
             return allocate(size);
