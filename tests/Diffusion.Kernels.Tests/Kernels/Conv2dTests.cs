@@ -18,11 +18,14 @@ public class Conv2dTests
         [3, 17, 19, 6, 11, 3, 1, 1, 1],   // channel counts that are not multiples of 8 or 16
         [1, 40, 24, 10, 10, 3, 1, 1, 1],  // 360 patch rows: more than one K block
         [5, 12, 20, 4, 4, 3, 1, 1, 1],    // 4×4 at batch 5, the U-Net's smallest level
+        [1, 24, 40, 4, 4, 3, 1, 1, 1],    // 4×4 at batch 1: 16 output columns, the narrow micro-kernel
         [1, 8, 8, 33, 35, 3, 1, 1, 1],    // rows longer than one 32-column panel
         [2, 20, 12, 5, 7, 1, 1, 0, 0],    // 1×1 shortcut
         [2, 8, 12, 9, 7, 3, 2, 1, 1],     // stride-2 downsample, symmetric padding
         [1, 5, 6, 8, 8, 3, 2, 0, 1],      // stride-2 downsample, diffusers downsample_padding = 0
         [2, 7, 9, 9, 6, 3, 2, 0, 1],      // the same on odd sizes
+        [1, 4, 6, 34, 36, 3, 2, 0, 1],    // stride 2 with output rows of 17×18: the vectorised strided copy
+        [2, 3, 5, 33, 32, 3, 2, 1, 1],    // the same with symmetric padding, odd height
     ]);
 
     [Theory]

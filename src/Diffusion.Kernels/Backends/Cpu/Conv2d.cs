@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Diffusion.Kernels.Backends.Cpu;
 
@@ -19,6 +20,9 @@ public sealed partial class CpuBackend
 
     /// <summary>Most NR-column panels one task packs; bounds its B block and C tile to L2-sized pieces.</summary>
     private const int ConvMaxPanelsPerTask = 4;
+
+    /// <summary>Ints per im2col run: source offset, destination column, length, source step.</summary>
+    private const int RunInts = 4;
 
     private readonly Workspace _convPadded = new();
     private readonly Workspace _convOffsets = new();
@@ -86,11 +90,14 @@ public sealed partial class CpuBackend
     /// </summary>
     private static float OutputScale(in Conv2dEpilogue epilogue) => epilogue.OutputScale == 0f ? 1f : epilogue.OutputScale;
 
-    /// <summary>Copies x into a zero-bordered buffer so the im2col copy never tests bounds; 1×1 convs skip it.</summary>
+    /// <summary>
+    /// Copies x into a zero-bordered buffer so the im2col copy never tests bounds; unpadded stride-1 convs (1×1)
+    /// read x directly. The slack after the buffer lets the stride-2 copy load whole vectors past a run's end.
+    /// </summary>
     private unsafe float* PadInput(float* x, in ConvGeometry g)
     {
-        if (g.PadBegin == 0 && g.PadEnd == 0) return x;
-        float* padded = _convPadded.Floats((long)g.N * g.Cin * g.PlaneSize);
+        if (g.PadBegin == 0 && g.PadEnd == 0 && g.Stride == 1) return x;
+        float* padded = _convPadded.Floats((long)g.N * g.Cin * g.PlaneSize + 2 * Vector512<float>.Count);
         var copy = (nint)x;
         var dest = (nint)padded;
         var geometry = g;
@@ -124,9 +131,10 @@ public sealed partial class CpuBackend
         int blocks = Math.Min(job.Weights.MBlocks, block0 + part.BlocksPerGroup) - block0;
         if (blocks <= 0 || col0 >= col1) return;
 
-        // Contiguous source runs of the task's columns, one list per panel: a run never crosses an image row.
-        int* runs = (t_convColumns ??= new()).Ints(3L * (col1 - col0) + panels + 1);
-        int* panelRuns = runs + 3 * (col1 - col0);
+        // Source runs of the task's columns, one list per panel: columns along an output row read the padded
+        // input at a fixed step (the stride), so each run is copied as one strided (usually contiguous) span.
+        int* runs = (t_convColumns ??= new()).Ints(RunInts * (col1 - col0) + panels + 1);
+        int* panelRuns = runs + RunInts * (col1 - col0);
         int runCount = 0;
         for (int q = 0; q < panels; q++)
         {
@@ -135,12 +143,14 @@ public sealed partial class CpuBackend
             for (int j = start; j < end;)
             {
                 int begin = g.ColumnOffset(j);
+                int step = j + 1 < end ? g.ColumnOffset(j + 1) - begin : 1;
                 int length = 1;
-                while (j + length < end && g.ColumnOffset(j + length) == begin + length) length++;
-                runs[3 * runCount] = begin;
-                runs[3 * runCount + 1] = j - start;
-                runs[3 * runCount + 2] = length;
-                runCount++;
+                while (j + length < end && g.ColumnOffset(j + length) == begin + length * step) length++;
+                int* run = runs + RunInts * runCount++;
+                run[0] = begin;
+                run[1] = j - start;
+                run[2] = length;
+                run[3] = length == 1 ? 1 : step;
                 j += length;
             }
         }
@@ -161,18 +171,26 @@ public sealed partial class CpuBackend
                     float* dst = panel + kk * NR;
                     if (partial) new Span<float>(dst, NR).Clear();
                     float* src = job.Source + job.Offsets[k0 + kk];
-                    for (int r = panelRuns[q]; r < panelRuns[q + 1]; r++)
-                        CopyRun(src + runs[3 * r], dst + runs[3 * r + 1], runs[3 * r + 2]);
+                    for (int* run = runs + RunInts * panelRuns[q]; run < runs + RunInts * panelRuns[q + 1]; run += RunInts)
+                    {
+                        if (run[3] == 1) CopyRun(src + run[0], dst + run[1], run[2]);
+                        else CopyStridedRun(src + run[0], run[3], dst + run[1], run[2]);
+                    }
                 }
             }
             for (int q = 0; q < panels; q++)
             {
                 float* panel = packed + (long)q * kc * NR;
-                for (int b = 0; b < blocks; b++)
+                float* a = job.Weights.Pointer + ((long)block0 * g.K + k0) * MR;
+                long aBlock = (long)g.K * MR;
+                int b = 0;
+                if (col1 - col0 - q * NR <= NR / 2)
                 {
-                    float* a = job.Weights.Pointer + ((long)(block0 + b) * g.K + k0) * MR;
-                    Sgemm.MicroKernel(kc, a, MR, panel, NR, tile + (long)b * MR * ldc + q * NR, ldc, k0 > 0);
+                    for (; b + 1 < blocks; b += 2)
+                        Sgemm.MicroKernelNarrow(kc, a + b * aBlock, a + (b + 1) * aBlock, MR, panel, NR, tile + (long)b * MR * ldc + q * NR, ldc, k0 > 0);
                 }
+                for (; b < blocks; b++)
+                    Sgemm.MicroKernel(kc, a + b * aBlock, MR, panel, NR, tile + (long)b * MR * ldc + q * NR, ldc, k0 > 0);
             }
         }
         ConvEpilogue(job, tile, ldc, block0 * MR, Math.Min(g.Cout, (block0 + blocks) * MR), col0, col1);
@@ -220,6 +238,20 @@ public sealed partial class CpuBackend
                 j += length;
             }
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void CopyStridedRun(float* src, int step, float* dst, int length)
+    {
+        int i = 0;
+        if (step == 2 && Avx512F.IsSupported)
+        {
+            // Even lanes of two vectors: one permute instead of sixteen scalar moves.
+            var evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            for (; i <= length - 16; i += 16)
+                Avx512F.PermuteVar16x32x2(Vector512.Load(src + 2 * i), evens, Vector512.Load(src + 2 * i + 16)).Store(dst + i);
+        }
+        for (; i < length; i++) dst[i] = src[(long)i * step];
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -65,4 +65,76 @@ internal static unsafe class Sgemm
         c60.Store(c + 6 * ldc); c61.Store(c + 6 * ldc + 16);
         c70.Store(c + 7 * ldc); c71.Store(c + 7 * ldc + 16);
     }
+
+    /// <summary>
+    /// The narrow variant for outputs only 16 columns wide (a 4×4 image at batch 1), where the wide kernel
+    /// would spend half its FMAs on padding: 2·MR rows (two A panels) × 16 columns, still 16 accumulators.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void MicroKernelNarrow(int k, float* a0, float* a1, nint aStride, float* b, nint bStride, float* c, nint ldc, bool accumulate)
+    {
+        Vector512<float> c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15;
+        if (accumulate)
+        {
+            c0 = Vector512.Load(c + 0 * ldc);
+            c1 = Vector512.Load(c + 1 * ldc);
+            c2 = Vector512.Load(c + 2 * ldc);
+            c3 = Vector512.Load(c + 3 * ldc);
+            c4 = Vector512.Load(c + 4 * ldc);
+            c5 = Vector512.Load(c + 5 * ldc);
+            c6 = Vector512.Load(c + 6 * ldc);
+            c7 = Vector512.Load(c + 7 * ldc);
+            c8 = Vector512.Load(c + 8 * ldc);
+            c9 = Vector512.Load(c + 9 * ldc);
+            c10 = Vector512.Load(c + 10 * ldc);
+            c11 = Vector512.Load(c + 11 * ldc);
+            c12 = Vector512.Load(c + 12 * ldc);
+            c13 = Vector512.Load(c + 13 * ldc);
+            c14 = Vector512.Load(c + 14 * ldc);
+            c15 = Vector512.Load(c + 15 * ldc);
+        }
+        else
+        {
+            c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = c8 = c9 = c10 = c11 = c12 = c13 = c14 = c15 = Vector512<float>.Zero;
+        }
+        for (int kk = 0; kk < k; kk++)
+        {
+            var b0 = Vector512.Load(b);
+            c0 = Vector512.FusedMultiplyAdd(Vector512.Create(a0[0]), b0, c0);
+            c1 = Vector512.FusedMultiplyAdd(Vector512.Create(a0[1]), b0, c1);
+            c2 = Vector512.FusedMultiplyAdd(Vector512.Create(a0[2]), b0, c2);
+            c3 = Vector512.FusedMultiplyAdd(Vector512.Create(a0[3]), b0, c3);
+            c4 = Vector512.FusedMultiplyAdd(Vector512.Create(a0[4]), b0, c4);
+            c5 = Vector512.FusedMultiplyAdd(Vector512.Create(a0[5]), b0, c5);
+            c6 = Vector512.FusedMultiplyAdd(Vector512.Create(a0[6]), b0, c6);
+            c7 = Vector512.FusedMultiplyAdd(Vector512.Create(a0[7]), b0, c7);
+            c8 = Vector512.FusedMultiplyAdd(Vector512.Create(a1[0]), b0, c8);
+            c9 = Vector512.FusedMultiplyAdd(Vector512.Create(a1[1]), b0, c9);
+            c10 = Vector512.FusedMultiplyAdd(Vector512.Create(a1[2]), b0, c10);
+            c11 = Vector512.FusedMultiplyAdd(Vector512.Create(a1[3]), b0, c11);
+            c12 = Vector512.FusedMultiplyAdd(Vector512.Create(a1[4]), b0, c12);
+            c13 = Vector512.FusedMultiplyAdd(Vector512.Create(a1[5]), b0, c13);
+            c14 = Vector512.FusedMultiplyAdd(Vector512.Create(a1[6]), b0, c14);
+            c15 = Vector512.FusedMultiplyAdd(Vector512.Create(a1[7]), b0, c15);
+            a0 += aStride;
+            a1 += aStride;
+            b += bStride;
+        }
+        c0.Store(c + 0 * ldc);
+        c1.Store(c + 1 * ldc);
+        c2.Store(c + 2 * ldc);
+        c3.Store(c + 3 * ldc);
+        c4.Store(c + 4 * ldc);
+        c5.Store(c + 5 * ldc);
+        c6.Store(c + 6 * ldc);
+        c7.Store(c + 7 * ldc);
+        c8.Store(c + 8 * ldc);
+        c9.Store(c + 9 * ldc);
+        c10.Store(c + 10 * ldc);
+        c11.Store(c + 11 * ldc);
+        c12.Store(c + 12 * ldc);
+        c13.Store(c + 13 * ldc);
+        c14.Store(c + 14 * ldc);
+        c15.Store(c + 15 * ldc);
+    }
 }
