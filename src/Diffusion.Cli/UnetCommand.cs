@@ -39,6 +39,7 @@ internal static class UnetCommand
 
             using var backend = CliOptions.CreateBackend(parse.GetValue(device));
             using var net = UNet2D.Load(parse.GetValue(model)!, backend);
+            net.EnsureMemoryFor(sample.Shape[0], sample.Shape[2], sample.Shape[3]);
             int runs = parse.GetValue(repeat);
             if (runs < 1) throw new UsageException("--repeat must be at least 1");
             var result = TimedForward(net, sample, timesteps, runs, ct);

@@ -10,7 +10,10 @@ internal static class DiffuseProcess
 {
     public sealed record Result(int ExitCode, string StandardOutput, string StandardError);
 
-    public static Result Run(params string[] args)
+    public static Result Run(params string[] args) => Finish(Start(args), args);
+
+    /// <summary>Starts diffuse without waiting, for tests that interrupt it.</summary>
+    public static Process Start(params string[] args)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -21,8 +24,12 @@ internal static class DiffuseProcess
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "diffuse.dll"));
         foreach (string arg in args) start.ArgumentList.Add(arg);
         start.Environment["DOTNET_NOLOGO"] = "1";
+        return Process.Start(start)!;
+    }
 
-        using var process = Process.Start(start)!;
+    public static Result Finish(Process process, params string[] args)
+    {
+        using var _ = process;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         if (!process.WaitForExit(TimeSpan.FromMinutes(5)))

@@ -1,3 +1,4 @@
+using Diffusion.Kernels.Backends.Cpu;
 using Diffusion.Kernels.Sampling;
 using FluentAssertions;
 
@@ -13,7 +14,7 @@ public class PipelineTests
         Seed = 1234,
     };
 
-    private static ToyDenoiser Toy() => new(new HostStepBackend(), 3, 4, 5);
+    private static ToyDenoiser Toy() => new(new CpuBackend(), 3, 4, 5);
 
     [Fact]
     public void Same_seed_gives_the_same_samples_and_another_seed_does_not()
@@ -78,11 +79,11 @@ public class PipelineTests
     public void Cancellation_stops_between_steps()
     {
         using var cts = new CancellationTokenSource();
-        var backend = new HostStepBackend();
+        var model = new ToyDenoiser(new CpuBackend(), 3, 4, 5);
         var progress = new SynchronousProgress(p => { if (p.Step == 2) cts.Cancel(); });
-        var act = () => Pipeline.Generate(Options(new ToyDenoiser(backend, 3, 4, 5)) with { Steps = 10 }, progress, cts.Token);
+        var act = () => Pipeline.Generate(Options(model) with { Steps = 10 }, progress, cts.Token);
         act.Should().Throw<OperationCanceledException>();
-        backend.SamplerSteps.Should().Be(2);
+        model.SeenTimesteps.Should().HaveCount(2);
     }
 
     [Fact]
@@ -96,11 +97,11 @@ public class PipelineTests
     }
 
     [Fact]
-    public void A_model_that_explodes_is_reported_as_non_finite()
+    public void A_model_that_explodes_is_reported_with_the_step_where_it_started()
     {
-        var act = () => Pipeline.Generate(Options(new ExplodingDenoiser(new HostStepBackend())),
+        var act = () => Pipeline.Generate(Options(new ExplodingDenoiser(new CpuBackend(), explodeAtCall: 3)) with { Steps = 10 },
             cancellationToken: TestContext.Current.CancellationToken);
-        act.Should().Throw<NonFiniteSampleException>();
+        act.Should().Throw<NonFiniteSampleException>().WithMessage("*at step 3 of 10*");
     }
 
     /// <summary>Progress&lt;T&gt; posts to the thread pool; tests need the report before the next step.</summary>
@@ -109,16 +110,20 @@ public class PipelineTests
         public void Report(GenerationProgress value) => report(value);
     }
 
-    private sealed class ExplodingDenoiser(Backends.IBackend backend) : IDenoiser
+    /// <summary>Predicts zeros, except that its output holds +∞ from the given call on.</summary>
+    private sealed class ExplodingDenoiser(Backends.IBackend backend, int explodeAtCall) : IDenoiser
     {
+        private int _calls;
+
         public Backends.IBackend Backend { get; } = backend;
 
         public (int Channels, int Height, int Width) SampleShape => (1, 2, 2);
 
         public void Forward(Backends.DeviceTensor sample, ReadOnlySpan<float> timesteps, Backends.DeviceTensor output)
         {
-            using var infinite = Backend.Upload([float.PositiveInfinity, 0, 0, 0], 1, 1, 2, 2);
-            Backend.Add(infinite, infinite, output, 0.5f);
+            float first = ++_calls >= explodeAtCall ? float.PositiveInfinity : 0f;
+            using var values = Backend.Upload([first, 0, 0, 0], 1, 1, 2, 2);
+            Backend.Add(values, values, output, 0.5f);
         }
     }
 }

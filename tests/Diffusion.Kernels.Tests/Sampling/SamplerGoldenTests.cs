@@ -16,6 +16,9 @@ public class SamplerGoldenTests
 
     public static TheoryData<string> Cases() => new(Index().Select(c => c.Name));
 
+    /// <summary>The sampler step is a kernel on each backend: every golden case on every backend.</summary>
+    public static IEnumerable<object[]> CasesOnBackends() => TestBackends.WithBackends(Index().Select(c => new object[] { c.Name }));
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void Timesteps_and_sigmas_match(string name)
@@ -37,11 +40,11 @@ public class SamplerGoldenTests
 
     /// <summary>One step at a time from the golden state, so an error points at the step that makes it.</summary>
     [Theory]
-    [MemberData(nameof(Cases))]
-    public void Every_step_maps_the_golden_state_to_the_next(string name)
+    [MemberData(nameof(CasesOnBackends))]
+    public void Every_step_maps_the_golden_state_to_the_next(string backendName, string name)
     {
         var (scheduler, golden, _) = Load(name);
-        var backend = new HostStepBackend();
+        using var backend = TestBackends.Create(backendName);
         int[] shape = golden.Shape("x_init");
         int steps = scheduler.StepCount;
         var used = golden.Values("noise_used");
@@ -61,19 +64,20 @@ public class SamplerGoldenTests
             using var next = backend.Allocate(shape);
             backend.SamplerStep(x, m, z, prev, x0, plan.Coefficients, next);
 
-            AssertClose(HostStepBackend.Of(x0), golden.Slice("x0_pred", i), $"x0 of step {i}", Absolute, Relative);
-            AssertClose(HostStepBackend.Of(next), golden.Slice("x", i + 1), $"x after step {i}", Absolute, Relative);
+            AssertClose(Read(backend, x0), golden.Slice("x0_pred", i), $"x0 of step {i}", Absolute, Relative);
+            AssertClose(Read(backend, next), golden.Slice("x", i + 1), $"x after step {i}", Absolute, Relative);
         }
     }
 
     /// <summary>The whole loop from the seed alone: initial noise, step noise and model calls all have to line up.</summary>
     [Theory]
-    [MemberData(nameof(Cases))]
-    public void Pipeline_from_the_seed_reproduces_the_final_sample(string name)
+    [MemberData(nameof(CasesOnBackends))]
+    public void Pipeline_from_the_seed_reproduces_the_final_sample(string backendName, string name)
     {
         var (scheduler, golden, seed) = Load(name);
         int[] shape = golden.Shape("x_init");
-        var model = new ToyDenoiser(new HostStepBackend(), shape[1], shape[2], shape[3]);
+        using var backend = TestBackends.Create(backendName);
+        var model = new ToyDenoiser(backend, shape[1], shape[2], shape[3]);
 
         var result = Pipeline.Sample(model, scheduler, new NoiseSource(seed), shape, cancellationToken: TestContext.Current.CancellationToken);
 
@@ -86,6 +90,13 @@ public class SamplerGoldenTests
     {
         var kinds = Index().Select(c => KindOf(c.Config)).Distinct();
         kinds.Should().BeEquivalentTo(Enum.GetValues<SamplerKind>());
+    }
+
+    private static float[] Read(Backends.IBackend backend, Backends.DeviceTensor tensor)
+    {
+        var values = new float[tensor.Length];
+        backend.Download(tensor, values);
+        return values;
     }
 
     private static void AssertClose(float[] actual, float[] expected, string what, double absolute, double relative)
