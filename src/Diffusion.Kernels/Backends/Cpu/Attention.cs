@@ -1,0 +1,151 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Diffusion.Kernels.Backends.Cpu;
+
+/// <summary>
+/// Multi-head attention as two Sgemm passes per block of queries, with the scores held key-major (Sᵀ: one row
+/// per key, queries along the row). That orientation lets both products read q, k and v straight from the
+/// channel-major qkv layout, makes the softmax a column-wise max/exp/sum vectorised across queries, and writes
+/// the output back channel-major. Only one block of QueryBlock query columns of scores exists at a time.
+/// Phase 1 copies each head's k (zero-padded) and vᵀ once; phase 2 runs (image, head, query block) tasks.
+/// </summary>
+public sealed partial class CpuBackend
+{
+    private const int QueryBlock = 2 * Sgemm.NR;
+
+    private readonly Workspace _attentionKeys = new();
+    private readonly Workspace _attentionValues = new();
+
+    [ThreadStatic] private static Workspace? t_attentionQueries;
+    [ThreadStatic] private static Workspace? t_attentionScores;
+    [ThreadStatic] private static Workspace? t_attentionOutput;
+
+    public unsafe void Attention(DeviceTensor qkv, DeviceTensor y, int heads)
+    {
+        const string Op = "Attention";
+        var qt = Mine(qkv, nameof(qkv));
+        var yt = Mine(y, nameof(y));
+        Require(qkv.Rank == 4 && qkv.C % 3 == 0, Op, $"qkv {Describe(qkv)} is not (N, 3C, H, W)");
+        int channels = qkv.C / 3;
+        Require(heads > 0 && channels % heads == 0, Op, $"{channels} channels do not split into {heads} heads");
+        Require(y.Rank == 4 && y.N == qkv.N && y.C == channels && y.H == qkv.H && y.W == qkv.W, Op,
+            $"y {Describe(y)} is not ({qkv.N}, {channels}, {qkv.H}, {qkv.W})");
+
+        var g = new AttentionGeometry(qkv.N, heads, channels / heads, qkv.H * qkv.W);
+        long pairs = (long)g.N * g.Heads;
+        var job = (Qkv: (nint)qt.Pointer, Y: (nint)yt.Pointer,
+            Keys: (nint)_attentionKeys.Floats(pairs * g.HeadDim * g.KeysPadded),
+            Values: (nint)_attentionValues.Floats(pairs * g.KeysPadded * g.HeadDimPadded));
+        For((int)pairs, pair => AttentionStage(g, pair, (float*)job.Qkv, (float*)job.Keys, (float*)job.Values));
+        For((int)pairs * g.QueryBlocks, task => AttentionBlock(g, task, (float*)job.Qkv, (float*)job.Keys, (float*)job.Values, (float*)job.Y));
+    }
+
+    /// <summary>Copies head (n, h)'s keys into rows padded to whole MR blocks and transposes its values.</summary>
+    private static unsafe void AttentionStage(in AttentionGeometry g, int pair, float* qkv, float* keys, float* values)
+    {
+        float* k = g.Channel(qkv, pair, block: 1);
+        float* v = g.Channel(qkv, pair, block: 2);
+        float* kDst = keys + (long)pair * g.HeadDim * g.KeysPadded;
+        float* vDst = values + (long)pair * g.KeysPadded * g.HeadDimPadded;
+        for (int c = 0; c < g.HeadDim; c++)
+        {
+            var row = new Span<float>(kDst + (long)c * g.KeysPadded, g.KeysPadded);
+            new ReadOnlySpan<float>(k + (long)c * g.Tokens, g.Tokens).CopyTo(row);
+            row[g.Tokens..].Clear();
+        }
+        new Span<float>(vDst, g.KeysPadded * g.HeadDimPadded).Clear();
+        for (int c = 0; c < g.HeadDim; c++)
+        {
+            float* src = v + (long)c * g.Tokens;
+            for (int j = 0; j < g.Tokens; j++) vDst[(long)j * g.HeadDimPadded + c] = src[j];
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void AttentionBlock(in AttentionGeometry g, int task, float* qkv, float* keys, float* values, float* y)
+    {
+        const int MR = Sgemm.MR, NR = Sgemm.NR;
+        int pair = task / g.QueryBlocks;
+        int i0 = task % g.QueryBlocks * QueryBlock;
+        int count = Math.Min(QueryBlock, g.Tokens - i0);
+
+        // q block, channel-major, zero past the last token: the B operand of Sᵀ = K·Q.
+        float* q = (t_attentionQueries ??= new()).Floats((long)g.HeadDim * QueryBlock);
+        float* qSrc = g.Channel(qkv, pair, block: 0) + i0;
+        for (int c = 0; c < g.HeadDim; c++)
+        {
+            var row = new Span<float>(q + (long)c * QueryBlock, QueryBlock);
+            new ReadOnlySpan<float>(qSrc + (long)c * g.Tokens, count).CopyTo(row);
+            row[count..].Clear();
+        }
+
+        float* scores = (t_attentionScores ??= new()).Floats((long)g.KeysPadded * QueryBlock);
+        float* k = keys + (long)pair * g.HeadDim * g.KeysPadded;
+        for (int mb = 0; mb < g.KeysPadded; mb += MR)
+        {
+            for (int col = 0; col < QueryBlock; col += NR)
+                Sgemm.MicroKernel(g.HeadDim, k + mb, g.KeysPadded, q + col, QueryBlock, scores + (long)mb * QueryBlock + col, QueryBlock, false);
+        }
+
+        Span<float> inverseSums = stackalloc float[QueryBlock];
+        SoftmaxColumns(scores, g.Tokens, 1f / MathF.Sqrt(g.HeadDim), inverseSums);
+
+        float* output = (t_attentionOutput ??= new()).Floats((long)g.HeadDimPadded * QueryBlock);
+        float* v = values + (long)pair * g.KeysPadded * g.HeadDimPadded;
+        for (int mb = 0; mb < g.HeadDimPadded; mb += MR)
+        {
+            for (int col = 0; col < QueryBlock; col += NR)
+                Sgemm.MicroKernel(g.Tokens, v + mb, g.HeadDimPadded, scores + col, QueryBlock, output + (long)mb * QueryBlock + col, QueryBlock, false);
+        }
+
+        float* yHead = y + ((long)(pair / g.Heads) * g.Heads * g.HeadDim + (long)(pair % g.Heads) * g.HeadDim) * g.Tokens + i0;
+        for (int c = 0; c < g.HeadDim; c++)
+        {
+            float* src = output + (long)c * QueryBlock;
+            float* dst = yHead + (long)c * g.Tokens;
+            for (int i = 0; i < count; i++) dst[i] = src[i] * inverseSums[i];
+        }
+    }
+
+    /// <summary>
+    /// Turns each column of Sᵀ (one query) into exp(scale·s − max) in place, over the first <paramref name="keys"/>
+    /// rows, and returns 1/Σ per column; normalising the output afterwards costs d multiplies per query instead of T.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void SoftmaxColumns(float* scores, int keys, float scale, Span<float> inverseSums)
+    {
+        var vscale = Vector512.Create(scale);
+        for (int col = 0; col < QueryBlock; col += 16)
+        {
+            float* s = scores + col;
+            var max = Vector512.Create(float.NegativeInfinity);
+            for (int j = 0; j < keys; j++) max = Vector512.Max(max, Vector512.Load(s + (long)j * QueryBlock) * vscale);
+            var sum = Vector512<float>.Zero;
+            for (int j = 0; j < keys; j++)
+            {
+                var e = Vector512.Exp(Vector512.Load(s + (long)j * QueryBlock) * vscale - max);
+                e.Store(s + (long)j * QueryBlock);
+                sum += e;
+            }
+            (Vector512<float>.One / sum).CopyTo(inverseSums[col..]);
+        }
+    }
+
+    private readonly record struct AttentionGeometry(int N, int Heads, int HeadDim, int Tokens)
+    {
+        public int KeysPadded => (Tokens + Sgemm.MR - 1) / Sgemm.MR * Sgemm.MR;
+
+        public int HeadDimPadded => (HeadDim + Sgemm.MR - 1) / Sgemm.MR * Sgemm.MR;
+
+        public int QueryBlocks => (Tokens + QueryBlock - 1) / QueryBlock;
+
+        /// <summary>Channel 0 of head (n, h) in q (block 0), k (1) or v (2).</summary>
+        public unsafe float* Channel(float* qkv, int pair, int block)
+        {
+            int n = pair / Heads, h = pair % Heads;
+            int channels = Heads * HeadDim;
+            return qkv + ((long)n * 3 * channels + (long)block * channels + (long)h * HeadDim) * Tokens;
+        }
+    }
+}

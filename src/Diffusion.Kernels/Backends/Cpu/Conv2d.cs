@@ -1,0 +1,378 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Diffusion.Kernels.Backends.Cpu;
+
+/// <summary>
+/// Conv2d as an implicit GEMM: y[co, pixel] = Σ_k W[co, k] · patch[k, pixel], k running over (ci, ky, kx).
+/// Weights are packed once (PrepareConv2d) into MR-row panels; the input is zero-padded once per call, so every
+/// patch value is an in-bounds read, and then copied ("im2col") a K-block at a time into NR-column panels that
+/// stay in cache while the Sgemm micro-kernel sweeps the output channels over them. Pixels of all images form
+/// one column axis, so a 4×4 layer at batch 8 fills panels as well as a 32×32 layer at batch 1. The epilogue
+/// (bias, time-embedding channel bias, residual, output scale) is applied while the tile is still in cache.
+/// </summary>
+public sealed partial class CpuBackend
+{
+    /// <summary>K-block depth: one B micro-panel (KC × NR floats, 32 KiB) stays in the 48 KiB L1.</summary>
+    private const int ConvKBlock = 256;
+
+    /// <summary>Most NR-column panels one task packs; bounds its B block and C tile to L2-sized pieces.</summary>
+    private const int ConvMaxPanelsPerTask = 4;
+
+    /// <summary>Ints per im2col run: source offset, destination column, length, source step.</summary>
+    private const int RunInts = 4;
+
+    private readonly Workspace _convPadded = new();
+    private readonly Workspace _convOffsets = new();
+
+    [ThreadStatic] private static Workspace? t_convPanels;
+    [ThreadStatic] private static Workspace? t_convTile;
+    [ThreadStatic] private static Workspace? t_convColumns;
+
+    public Conv2dWeights PrepareConv2d(Conv2dSpec spec, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (spec.InChannels <= 0 || spec.OutChannels <= 0 || spec.Kernel <= 0 || spec.Stride <= 0 || spec.PadBegin < 0 || spec.PadEnd < 0)
+            throw new ArgumentException($"PrepareConv2d: unusable convolution {spec}");
+        long expected = (long)spec.OutChannels * spec.InChannels * spec.Kernel * spec.Kernel;
+        if (weight.Length != expected)
+            throw new ArgumentException($"PrepareConv2d: {spec} needs {expected} weights (out, in, k, k), got {weight.Length}");
+        if (bias.Length != spec.OutChannels)
+            throw new ArgumentException($"PrepareConv2d: {spec} needs {spec.OutChannels} bias values, got {bias.Length}");
+        return new CpuConv2dWeights(spec, weight, bias);
+    }
+
+    public unsafe void Conv2d(DeviceTensor x, Conv2dWeights weights, DeviceTensor y, in Conv2dEpilogue epilogue = default)
+    {
+        const string Op = "Conv2d";
+        var xt = Mine(x, nameof(x));
+        var yt = Mine(y, nameof(y));
+        if (weights is not CpuConv2dWeights w)
+            throw new ArgumentException("Conv2d: weights were not prepared by a CPU backend", nameof(weights));
+        var spec = w.Spec;
+        Require(x.Rank == 4 && x.C == spec.InChannels, Op, $"x {Describe(x)} is not (N, {spec.InChannels}, H, W)");
+        int ho = spec.OutputSize(x.H), wo = spec.OutputSize(x.W);
+        Require(ho > 0 && wo > 0, Op, $"x {Describe(x)} is smaller than the {spec.Kernel}×{spec.Kernel} kernel");
+        Require(y.Rank == 4 && y.N == x.N && y.C == spec.OutChannels && y.H == ho && y.W == wo, Op,
+            $"y {Describe(y)} is not ({x.N}, {spec.OutChannels}, {ho}, {wo})");
+        Require(!ReferenceEquals(x, y), Op, "y may not alias x");
+        CpuTensor? channelBias = null, residual = null;
+        if (epilogue.ChannelBias is { } cbTensor)
+        {
+            channelBias = Mine(cbTensor, "epilogue.ChannelBias");
+            Require(cbTensor.Shape[0] == x.N && cbTensor.Length == (long)x.N * spec.OutChannels, Op,
+                $"channel bias {Describe(cbTensor)} is not ({x.N}, {spec.OutChannels})");
+        }
+        if (epilogue.Residual is { } resTensor)
+        {
+            residual = Mine(resTensor, "epilogue.Residual");
+            Require(resTensor.SameShape(y), Op, $"residual {Describe(resTensor)} does not match y {Describe(y)}");
+            Require(!ReferenceEquals(resTensor, y), Op, "the residual may not alias y");
+        }
+
+        var geometry = new ConvGeometry(spec, x.N, x.H, x.W);
+        float* source = PadInput(xt.Pointer, geometry);
+        int* offsets = _convOffsets.Ints(geometry.K);
+        for (int k = 0; k < geometry.K; k++)
+            offsets[k] = geometry.PatchOffset(k);
+
+        var job = new ConvJob(geometry, w, source, offsets, yt.Pointer,
+            channelBias == null ? null : channelBias.Pointer, residual == null ? null : residual.Pointer, OutputScale(epilogue));
+        var partition = ConvPartition.For(geometry, w.MBlocks, Threads);
+        For(partition.Tasks, task => ConvTask(job, partition, task));
+    }
+
+    /// <summary>
+    /// default(Conv2dEpilogue), what callers pass for "no epilogue", carries OutputScale 0, not the 1 of its
+    /// constructor; a zero scale would erase the output and is never meant, so it reads as "unscaled".
+    /// </summary>
+    private static float OutputScale(in Conv2dEpilogue epilogue) => epilogue.OutputScale == 0f ? 1f : epilogue.OutputScale;
+
+    /// <summary>
+    /// Copies x into a zero-bordered buffer so the im2col copy never tests bounds; unpadded stride-1 convs (1×1)
+    /// read x directly. The slack after the buffer lets the stride-2 copy load whole vectors past a run's end.
+    /// </summary>
+    private unsafe float* PadInput(float* x, in ConvGeometry g)
+    {
+        if (g.PadBegin == 0 && g.PadEnd == 0 && g.Stride == 1) return x;
+        float* padded = _convPadded.Floats((long)g.N * g.Cin * g.PlaneSize + 2 * Vector512<float>.Count);
+        var copy = (nint)x;
+        var dest = (nint)padded;
+        var geometry = g;
+        For(g.N * g.Cin, plane =>
+        {
+            float* src = (float*)copy + (long)plane * geometry.H * geometry.W;
+            float* dst = (float*)dest + (long)plane * geometry.PlaneSize;
+            new Span<float>(dst, geometry.PadBegin * geometry.Wp).Clear();
+            for (int row = 0; row < geometry.H; row++)
+            {
+                float* d = dst + (long)(row + geometry.PadBegin) * geometry.Wp;
+                new Span<float>(d, geometry.PadBegin).Clear();
+                new ReadOnlySpan<float>(src + (long)row * geometry.W, geometry.W).CopyTo(new Span<float>(d + geometry.PadBegin, geometry.W));
+                new Span<float>(d + geometry.PadBegin + geometry.W, geometry.PadEnd).Clear();
+            }
+            new Span<float>(dst + (long)(geometry.PadBegin + geometry.H) * geometry.Wp, geometry.PadEnd * geometry.Wp).Clear();
+        });
+        return padded;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void ConvTask(in ConvJob job, in ConvPartition part, int task)
+    {
+        const int MR = Sgemm.MR, NR = Sgemm.NR;
+        ref readonly var g = ref job.Geometry;
+        int nTask = task % part.ColumnTasks, mTask = task / part.ColumnTasks;
+        int col0 = nTask * part.PanelsPerTask * NR;
+        int col1 = Math.Min(g.Columns, col0 + part.PanelsPerTask * NR);
+        int panels = (col1 - col0 + NR - 1) / NR;
+        int block0 = mTask * part.BlocksPerGroup;
+        int blocks = Math.Min(job.Weights.MBlocks, block0 + part.BlocksPerGroup) - block0;
+        if (blocks <= 0 || col0 >= col1) return;
+
+        // Source runs of the task's columns, one list per panel: columns along an output row read the padded
+        // input at a fixed step (the stride), so each run is copied as one strided (usually contiguous) span.
+        int* runs = (t_convColumns ??= new()).Ints(RunInts * (col1 - col0) + panels + 1);
+        int* panelRuns = runs + RunInts * (col1 - col0);
+        int runCount = 0;
+        for (int q = 0; q < panels; q++)
+        {
+            panelRuns[q] = runCount;
+            int start = col0 + q * NR, end = Math.Min(col1, start + NR);
+            for (int j = start; j < end;)
+            {
+                int begin = g.ColumnOffset(j);
+                int step = j + 1 < end ? g.ColumnOffset(j + 1) - begin : 1;
+                int length = 1;
+                while (j + length < end && g.ColumnOffset(j + length) == begin + length * step) length++;
+                int* run = runs + RunInts * runCount++;
+                run[0] = begin;
+                run[1] = j - start;
+                run[2] = length;
+                run[3] = length == 1 ? 1 : step;
+                j += length;
+            }
+        }
+        panelRuns[panels] = runCount;
+
+        int ldc = panels * NR;
+        float* tile = (t_convTile ??= new()).Floats((long)blocks * MR * ldc);
+        float* packed = (t_convPanels ??= new()).Floats((long)panels * ConvKBlock * NR);
+        for (int k0 = 0; k0 < g.K; k0 += ConvKBlock)
+        {
+            int kc = Math.Min(ConvKBlock, g.K - k0);
+            for (int q = 0; q < panels; q++)
+            {
+                float* panel = packed + (long)q * kc * NR;
+                bool partial = q == panels - 1 && (col1 - col0) % NR != 0;
+                for (int kk = 0; kk < kc; kk++)
+                {
+                    float* dst = panel + kk * NR;
+                    if (partial) new Span<float>(dst, NR).Clear();
+                    float* src = job.Source + job.Offsets[k0 + kk];
+                    for (int* run = runs + RunInts * panelRuns[q]; run < runs + RunInts * panelRuns[q + 1]; run += RunInts)
+                    {
+                        if (run[3] == 1) CopyRun(src + run[0], dst + run[1], run[2]);
+                        else CopyStridedRun(src + run[0], run[3], dst + run[1], run[2]);
+                    }
+                }
+            }
+            for (int q = 0; q < panels; q++)
+            {
+                float* panel = packed + (long)q * kc * NR;
+                float* a = job.Weights.Pointer + ((long)block0 * g.K + k0) * MR;
+                long aBlock = (long)g.K * MR;
+                int b = 0;
+                if (col1 - col0 - q * NR <= NR / 2)
+                {
+                    for (; b + 1 < blocks; b += 2)
+                        Sgemm.MicroKernelNarrow(kc, a + b * aBlock, a + (b + 1) * aBlock, MR, panel, NR, tile + (long)b * MR * ldc + q * NR, ldc, k0 > 0);
+                }
+                for (; b < blocks; b++)
+                    Sgemm.MicroKernel(kc, a + b * aBlock, MR, panel, NR, tile + (long)b * MR * ldc + q * NR, ldc, k0 > 0);
+            }
+        }
+        ConvEpilogue(job, tile, ldc, block0 * MR, Math.Min(g.Cout, (block0 + blocks) * MR), col0, col1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void ConvEpilogue(in ConvJob job, float* tile, int ldc, int m0, int m1, int col0, int col1)
+    {
+        ref readonly var g = ref job.Geometry;
+        int pixels = g.Ho * g.Wo;
+        float scale = job.Scale;
+        var vscale = Vector512.Create(scale);
+        for (int m = m0; m < m1; m++)
+        {
+            float* row = tile + (long)(m - m0) * ldc - col0;
+            float bias = job.Weights.Bias[m];
+            for (int j = col0; j < col1;)
+            {
+                int n = j / pixels, p = j - n * pixels;
+                int length = Math.Min(col1 - j, pixels - p);
+                long at = ((long)n * g.Cout + m) * pixels + p;
+                float add = job.ChannelBias == null ? 0f : job.ChannelBias[n * g.Cout + m];
+                float* dst = job.Y + at;
+                float* res = job.Residual == null ? null : job.Residual + at;
+                float* c = row + j;
+                var vbias = Vector512.Create(bias);
+                var vadd = Vector512.Create(add);
+                int i = 0;
+                for (; i <= length - 16; i += 16)
+                {
+                    var v = Vector512.Load(c + i) + vbias;
+                    if (job.ChannelBias != null) v += vadd;
+                    if (res != null) v += Vector512.Load(res + i);
+                    if (scale != 1f) v *= vscale;
+                    v.Store(dst + i);
+                }
+                for (; i < length; i++)
+                {
+                    float v = c[i] + bias;
+                    if (job.ChannelBias != null) v += add;
+                    if (res != null) v += res[i];
+                    if (scale != 1f) v *= scale;
+                    dst[i] = v;
+                }
+                j += length;
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void CopyStridedRun(float* src, int step, float* dst, int length)
+    {
+        int i = 0;
+        if (step == 2 && Avx512F.IsSupported)
+        {
+            // Even lanes of two vectors: one permute instead of sixteen scalar moves.
+            var evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            for (; i <= length - 16; i += 16)
+                Avx512F.PermuteVar16x32x2(Vector512.Load(src + 2 * i), evens, Vector512.Load(src + 2 * i + 16)).Store(dst + i);
+        }
+        for (; i < length; i++) dst[i] = src[(long)i * step];
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void CopyRun(float* src, float* dst, int length)
+    {
+        int i = 0;
+        for (; i <= length - 16; i += 16) Vector512.Load(src + i).Store(dst + i);
+        if (length - i >= 8) { Vector256.Load(src + i).Store(dst + i); i += 8; }
+        if (length - i >= 4) { Vector128.Load(src + i).Store(dst + i); i += 4; }
+        for (; i < length; i++) dst[i] = src[i];
+    }
+
+    /// <summary>Shapes of one Conv2d call, in the padded-input coordinates the im2col copy uses.</summary>
+    private readonly record struct ConvGeometry
+    {
+        public ConvGeometry(Conv2dSpec spec, int n, int h, int w)
+        {
+            N = n; Cin = spec.InChannels; Cout = spec.OutChannels; H = h; W = w;
+            Kernel = spec.Kernel; Stride = spec.Stride; PadBegin = spec.PadBegin; PadEnd = spec.PadEnd;
+            Ho = spec.OutputSize(h); Wo = spec.OutputSize(w);
+            Hp = h + PadBegin + PadEnd; Wp = w + PadBegin + PadEnd;
+            K = Cin * Kernel * Kernel;
+            Columns = n * Ho * Wo;
+        }
+
+        public int N { get; }
+        public int Cin { get; }
+        public int Cout { get; }
+        public int H { get; }
+        public int W { get; }
+        public int Kernel { get; }
+        public int Stride { get; }
+        public int PadBegin { get; }
+        public int PadEnd { get; }
+        public int Ho { get; }
+        public int Wo { get; }
+        public int Hp { get; }
+        public int Wp { get; }
+        public int K { get; }
+        public int Columns { get; }
+        public int PlaneSize => Hp * Wp;
+
+        /// <summary>Where patch row k = (ci, ky, kx) starts relative to a column's window origin.</summary>
+        public int PatchOffset(int k)
+        {
+            int kk = Kernel * Kernel;
+            int ci = k / kk, r = k - ci * kk;
+            int ky = r / Kernel, kx = r - ky * Kernel;
+            return ci * PlaneSize + ky * Wp + kx;
+        }
+
+        /// <summary>Where column j = (n, oy, ox)'s window origin sits in the padded input.</summary>
+        public int ColumnOffset(int j)
+        {
+            int pixels = Ho * Wo;
+            int n = j / pixels, p = j - n * pixels;
+            int oy = p / Wo, ox = p - oy * Wo;
+            return n * Cin * PlaneSize + oy * Stride * Wp + ox * Stride;
+        }
+    }
+
+    private readonly unsafe struct ConvJob(ConvGeometry geometry, CpuConv2dWeights weights, float* source, int* offsets,
+        float* y, float* channelBias, float* residual, float scale)
+    {
+        public readonly ConvGeometry Geometry = geometry;
+        public readonly CpuConv2dWeights Weights = weights;
+        public readonly float* Source = source;
+        public readonly int* Offsets = offsets;
+        public readonly float* Y = y;
+        public readonly float* ChannelBias = channelBias;
+        public readonly float* Residual = residual;
+        public readonly float Scale = scale;
+    }
+
+    /// <summary>
+    /// How the output is cut into tasks: column ranges of up to ConvMaxPanelsPerTask panels, and, when that
+    /// leaves too few tasks to feed every thread twice (small images at batch 1), output-channel groups too.
+    /// </summary>
+    private readonly record struct ConvPartition(int ColumnTasks, int PanelsPerTask, int BlocksPerGroup, int Tasks)
+    {
+        public static ConvPartition For(in ConvGeometry g, int mBlocks, int threads)
+        {
+            int panels = (g.Columns + Sgemm.NR - 1) / Sgemm.NR;
+            int wanted = threads == 1 ? 1 : 2 * threads;
+            int perTask = Math.Clamp((panels + wanted - 1) / wanted, 1, ConvMaxPanelsPerTask);
+            int columnTasks = (panels + perTask - 1) / perTask;
+            int groups = Math.Clamp((wanted + columnTasks - 1) / columnTasks, 1, mBlocks);
+            int perGroup = (mBlocks + groups - 1) / groups;
+            groups = (mBlocks + perGroup - 1) / perGroup;
+            return new ConvPartition(columnTasks, perTask, perGroup, columnTasks * groups);
+        }
+    }
+}
+
+/// <summary>Weights packed for <see cref="Sgemm"/>: MR-row blocks, each stored k-major (MR values per k), zero-padded rows.</summary>
+internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
+{
+    private readonly float[] _packed;
+
+    public CpuConv2dWeights(Conv2dSpec spec, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias) : base(spec)
+    {
+        const int MR = Sgemm.MR;
+        K = spec.InChannels * spec.Kernel * spec.Kernel;
+        MBlocks = (spec.OutChannels + MR - 1) / MR;
+        _packed = GC.AllocateArray<float>(checked(MBlocks * K * MR), pinned: true);
+        for (int m = 0; m < spec.OutChannels; m++)
+        {
+            for (int k = 0; k < K; k++)
+                _packed[((m / MR) * K + k) * MR + m % MR] = weight[m * K + k];
+        }
+        Bias = GC.AllocateArray<float>(spec.OutChannels, pinned: true);
+        bias.CopyTo(Bias);
+    }
+
+    public int K { get; }
+
+    public int MBlocks { get; }
+
+    public float[] Bias { get; }
+
+    public float* Pointer => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_packed));
+
+    protected override void Dispose(bool disposing) { }
+}

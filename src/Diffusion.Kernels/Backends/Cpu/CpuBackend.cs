@@ -1,0 +1,129 @@
+using System.Runtime.Intrinsics;
+
+namespace Diffusion.Kernels.Backends.Cpu;
+
+/// <summary>
+/// The reference backend: every op in plain C# with Vector512 SIMD, spread over all cores. The ops live one per
+/// file (Conv2d.cs, GroupNorm.cs, Attention.cs, Linear.cs, Elementwise.cs, SamplerStep.cs), named like their
+/// CUDA twins in kernels/*.cu. Ops run synchronously on the calling thread (which joins the worker threads),
+/// so one backend instance must be driven from one thread at a time.
+/// </summary>
+public sealed partial class CpuBackend : IBackend
+{
+    private readonly TensorPool _pool = new();
+    private readonly ParallelOptions _parallel;
+    private bool _disposed;
+
+    /// <param name="threads">Worker threads; 0 means one per logical core.</param>
+    public CpuBackend(int threads = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(threads);
+        Threads = threads == 0 ? Environment.ProcessorCount : threads;
+        _parallel = new ParallelOptions { MaxDegreeOfParallelism = Threads };
+    }
+
+    public string Name => "cpu";
+
+    public int Threads { get; }
+
+    public string DeviceDescription =>
+        $"{CpuModelName()}, {Threads} thread{(Threads == 1 ? "" : "s")}, " +
+        (Vector512.IsHardwareAccelerated ? "AVX-512" : "no AVX-512 (Vector512 emulated, slow)");
+
+    /// <summary>The contents of a new tensor are unspecified (pooled memory is not cleared).</summary>
+    public DeviceTensor Allocate(params int[] shape)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(shape);
+        long count = HostTensor.Count(shape);
+        if (count > Array.MaxLength)
+            throw new ArgumentException($"shape ({string.Join(", ", shape)}) holds {count} values, more than one CPU tensor can");
+        return new CpuTensor(this, _pool, shape);
+    }
+
+    public DeviceTensor Upload(ReadOnlySpan<float> data, params int[] shape)
+    {
+        var tensor = Allocate(shape);
+        if (data.Length != tensor.Length)
+        {
+            tensor.Dispose();
+            throw new ArgumentException($"{data.Length} values do not fill shape ({string.Join(", ", shape)})");
+        }
+        data.CopyTo(((CpuTensor)tensor).Span);
+        return tensor;
+    }
+
+    public void Download(DeviceTensor source, Span<float> destination)
+    {
+        var src = Mine(source, nameof(source));
+        if (destination.Length != src.Length)
+            throw new ArgumentException($"destination holds {destination.Length} values, {source} holds {src.Length}");
+        src.Span.CopyTo(destination);
+    }
+
+    /// <summary>Nothing to wait for: every CPU op has finished when it returns.</summary>
+    public void Synchronize() { }
+
+    public void Dispose()
+    {
+        _disposed = true;
+        _pool.Clear();
+    }
+
+    private CpuTensor Mine(DeviceTensor? tensor, string name)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(tensor, name);
+        if (tensor is not CpuTensor cpu || !ReferenceEquals(tensor.Owner, this))
+            throw new ArgumentException($"{name} ({tensor}) was not allocated by this CPU backend", name);
+        return cpu;
+    }
+
+    private static void Require(bool condition, string op, string problem)
+    {
+        if (!condition) throw new ArgumentException($"{op}: {problem}");
+    }
+
+    private static string Describe(DeviceTensor t) => $"({string.Join(", ", t.ShapeArray())})";
+
+    /// <summary>Runs body(0..count-1) over the worker threads; one item runs inline without the pool's overhead.</summary>
+    private void For(int count, Action<int> body)
+    {
+        if (count == 1 || Threads == 1)
+        {
+            for (int i = 0; i < count; i++) body(i);
+            return;
+        }
+        Parallel.For(0, count, _parallel, body);
+    }
+
+    /// <summary>Splits [0, length) into per-thread chunks for memory-bound elementwise loops.</summary>
+    private void ForChunks(long length, Action<long, long> body)
+    {
+        const long MinChunk = 1 << 15;
+        int chunks = (int)Math.Clamp(length / MinChunk, 1, Threads * 4);
+        long chunk = (length + chunks - 1) / chunks;
+        chunk = (chunk + 15) & ~15L;
+        For(chunks, c =>
+        {
+            long start = c * chunk;
+            long end = Math.Min(length, start + chunk);
+            if (start < end) body(start, end);
+        });
+    }
+
+    private static string CpuModelName()
+    {
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/cpuinfo"))
+            {
+                if (line.StartsWith("model name", StringComparison.Ordinal))
+                    return line[(line.IndexOf(':') + 1)..].Trim();
+            }
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return "CPU";
+    }
+}

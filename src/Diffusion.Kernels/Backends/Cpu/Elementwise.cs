@@ -1,0 +1,127 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Diffusion.Kernels.Backends.Cpu;
+
+/// <summary>
+/// The memory-bound ops: SiLU, Add, Upsample2x, Concat and the sinusoidal TimestepEmbedding. Each is one
+/// vectorised pass split into per-thread chunks; none is worth more cleverness than that.
+/// </summary>
+public sealed partial class CpuBackend
+{
+    public unsafe void SiLU(DeviceTensor x, DeviceTensor y)
+    {
+        var xt = Mine(x, nameof(x));
+        var yt = Mine(y, nameof(y));
+        Require(y.SameShape(x), "SiLU", $"y {Describe(y)} does not match x {Describe(x)}");
+        var (src, dst) = ((nint)xt.Pointer, (nint)yt.Pointer);
+        ForChunks(x.Length, (start, end) =>
+        {
+            float* s = (float*)src, d = (float*)dst;
+            long i = start;
+            for (; i <= end - 16; i += 16) SiLUValue(Vector512.Load(s + i)).Store(d + i);
+            for (; i < end; i++) d[i] = SiLUValue(s[i]);
+        });
+    }
+
+    public unsafe void Add(DeviceTensor a, DeviceTensor b, DeviceTensor y, float scale = 1f)
+    {
+        var at = Mine(a, nameof(a));
+        var bt = Mine(b, nameof(b));
+        var yt = Mine(y, nameof(y));
+        Require(b.SameShape(a) && y.SameShape(a), "Add", $"shapes differ: a {Describe(a)}, b {Describe(b)}, y {Describe(y)}");
+        var (pa, pb, py) = ((nint)at.Pointer, (nint)bt.Pointer, (nint)yt.Pointer);
+        ForChunks(a.Length, (start, end) =>
+        {
+            float* sa = (float*)pa, sb = (float*)pb, d = (float*)py;
+            var vscale = Vector512.Create(scale);
+            long i = start;
+            for (; i <= end - 16; i += 16) ((Vector512.Load(sa + i) + Vector512.Load(sb + i)) * vscale).Store(d + i);
+            for (; i < end; i++) d[i] = (sa[i] + sb[i]) * scale;
+        });
+    }
+
+    public unsafe void Upsample2x(DeviceTensor x, DeviceTensor y)
+    {
+        var xt = Mine(x, nameof(x));
+        var yt = Mine(y, nameof(y));
+        Require(x.Rank == 4, "Upsample2x", $"x {Describe(x)} is not (N, C, H, W)");
+        Require(y.Rank == 4 && y.N == x.N && y.C == x.C && y.H == 2 * x.H && y.W == 2 * x.W, "Upsample2x",
+            $"y {Describe(y)} is not ({x.N}, {x.C}, {2 * x.H}, {2 * x.W})");
+        int h = x.H, w = x.W;
+        var (src, dst) = ((nint)xt.Pointer, (nint)yt.Pointer);
+        For(x.N * x.C, plane =>
+        {
+            float* s = (float*)src + (long)plane * h * w;
+            float* d = (float*)dst + (long)plane * 4 * h * w;
+            for (int row = 0; row < h; row++)
+            {
+                float* top = d + (long)(2 * row) * 2 * w;
+                float* sr = s + (long)row * w;
+                for (int col = 0; col < w; col++)
+                    top[2 * col] = top[2 * col + 1] = sr[col];
+                new ReadOnlySpan<float>(top, 2 * w).CopyTo(new Span<float>(top + 2 * w, 2 * w));
+            }
+        });
+    }
+
+    public unsafe void Concat(DeviceTensor a, DeviceTensor b, DeviceTensor y)
+    {
+        var at = Mine(a, nameof(a));
+        var bt = Mine(b, nameof(b));
+        var yt = Mine(y, nameof(y));
+        Require(a.Rank == 4 && b.Rank == 4 && a.N == b.N && a.H == b.H && a.W == b.W, "Concat",
+            $"a {Describe(a)} and b {Describe(b)} differ in more than channels");
+        Require(y.Rank == 4 && y.N == a.N && y.C == a.C + b.C && y.H == a.H && y.W == a.W, "Concat",
+            $"y {Describe(y)} is not ({a.N}, {a.C + b.C}, {a.H}, {a.W})");
+        long aImage = a.Length / a.N, bImage = b.Length / b.N;
+        var (pa, pb, py) = ((nint)at.Pointer, (nint)bt.Pointer, (nint)yt.Pointer);
+        For(2 * a.N, part =>
+        {
+            int n = part / 2;
+            float* d = (float*)py + n * (aImage + bImage);
+            if (part % 2 == 0)
+                Buffer.MemoryCopy((float*)pa + n * aImage, d, aImage * sizeof(float), aImage * sizeof(float));
+            else
+                Buffer.MemoryCopy((float*)pb + n * bImage, d + aImage, bImage * sizeof(float), bImage * sizeof(float));
+        });
+    }
+
+    /// <summary>
+    /// Repeats diffusers' get_timestep_embedding operation by operation in float32 (exponent = −ln(10000)·k,
+    /// divided by half − shift, exp, times t, then sin and cos) so the rounding matches the PyTorch original.
+    /// </summary>
+    public unsafe void TimestepEmbedding(ReadOnlySpan<float> timesteps, bool flipSinToCos, float freqShift, DeviceTensor y)
+    {
+        var yt = Mine(y, nameof(y));
+        Require(y.Rank == 2 && y.Shape[0] == timesteps.Length, "TimestepEmbedding",
+            $"y {Describe(y)} is not ({timesteps.Length}, dim) for {timesteps.Length} timesteps");
+        int dim = y.Shape[1];
+        int half = dim / 2;
+        Require(half > 0 && half - freqShift != 0f, "TimestepEmbedding", $"dim {dim} with shift {freqShift} has no frequencies");
+        float logPeriod = (float)-Math.Log(10000.0);
+        float denominator = half - freqShift;
+        Span<float> row = yt.Span;
+        for (int n = 0; n < timesteps.Length; n++)
+        {
+            float t = timesteps[n];
+            var dst = row.Slice(n * dim, dim);
+            for (int k = 0; k < half; k++)
+            {
+                float exponent = logPeriod * k / denominator;
+                float angle = t * MathF.Exp(exponent);
+                float sin = MathF.Sin(angle), cos = MathF.Cos(angle);
+                dst[k] = flipSinToCos ? cos : sin;
+                dst[half + k] = flipSinToCos ? sin : cos;
+            }
+            if (dim % 2 == 1) dst[dim - 1] = 0f;
+        }
+    }
+
+    /// <summary>x·σ(x) written as x / (1 + e^−x), PyTorch's CPU formula.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> SiLUValue(Vector512<float> x) => x / (Vector512<float>.One + Vector512.Exp(-x));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float SiLUValue(float x) => x / (1f + MathF.Exp(-x));
+}

@@ -1,0 +1,91 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace Diffusion.Kernels.Backends.Cpu;
+
+/// <summary>
+/// Linear: y[r, o] = b[o] + Σ_i W[o, i]·act(x[r, i]). In the U-Net it only maps the time embedding (a handful
+/// of rows, ≤ 512 features), so it is a row of dot products over the PyTorch (out, in) layout, split by output.
+/// </summary>
+public sealed partial class CpuBackend
+{
+    private readonly Workspace _linearInput = new();
+
+    public LinearWeights PrepareLinear(int inFeatures, int outFeatures, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (inFeatures <= 0 || outFeatures <= 0)
+            throw new ArgumentException($"PrepareLinear: unusable size {inFeatures} -> {outFeatures}");
+        if (weight.Length != (long)inFeatures * outFeatures)
+            throw new ArgumentException($"PrepareLinear: {inFeatures} -> {outFeatures} needs {(long)inFeatures * outFeatures} weights, got {weight.Length}");
+        if (bias.Length != outFeatures)
+            throw new ArgumentException($"PrepareLinear: {inFeatures} -> {outFeatures} needs {outFeatures} bias values, got {bias.Length}");
+        return new CpuLinearWeights(inFeatures, outFeatures, weight, bias);
+    }
+
+    public unsafe void Linear(DeviceTensor x, LinearWeights weights, DeviceTensor y, bool siluInput = false)
+    {
+        const string Op = "Linear";
+        var xt = Mine(x, nameof(x));
+        var yt = Mine(y, nameof(y));
+        if (weights is not CpuLinearWeights w)
+            throw new ArgumentException("Linear: weights were not prepared by a CPU backend", nameof(weights));
+        Require(x.Rank == 2 && x.Shape[1] == w.InFeatures, Op, $"x {Describe(x)} is not (rows, {w.InFeatures})");
+        Require(y.Rank == 2 && y.Shape[0] == x.Shape[0] && y.Shape[1] == w.OutFeatures, Op,
+            $"y {Describe(y)} is not ({x.Shape[0]}, {w.OutFeatures})");
+        Require(!ReferenceEquals(x, y), Op, "y may not alias x");
+
+        int rows = x.Shape[0], inF = w.InFeatures, outF = w.OutFeatures;
+        float* input = xt.Pointer;
+        if (siluInput)
+        {
+            input = _linearInput.Floats(x.Length);
+            for (long i = 0; i < x.Length; i++) input[i] = SiLUValue(xt.Pointer[i]);
+        }
+        const int OutputsPerTask = 64;
+        var job = (X: (nint)input, Y: (nint)yt.Pointer);
+        For((outF + OutputsPerTask - 1) / OutputsPerTask, task =>
+        {
+            int o1 = Math.Min(outF, (task + 1) * OutputsPerTask);
+            for (int o = task * OutputsPerTask; o < o1; o++)
+            {
+                float* wRow = w.Pointer + (long)o * inF;
+                for (int r = 0; r < rows; r++)
+                    ((float*)job.Y)[(long)r * outF + o] = w.Bias[o] + Dot(wRow, (float*)job.X + (long)r * inF, inF);
+            }
+        });
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe float Dot(float* a, float* b, int length)
+    {
+        var acc = Vector512<float>.Zero;
+        int i = 0;
+        for (; i <= length - 16; i += 16)
+            acc = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc);
+        float sum = Vector512.Sum(acc);
+        for (; i < length; i++) sum = MathF.FusedMultiplyAdd(a[i], b[i], sum);
+        return sum;
+    }
+}
+
+/// <summary>Linear weights kept in PyTorch's (out, in) layout: each output is one contiguous dot product.</summary>
+internal sealed unsafe class CpuLinearWeights : LinearWeights
+{
+    private readonly float[] _weight;
+
+    public CpuLinearWeights(int inFeatures, int outFeatures, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias)
+        : base(inFeatures, outFeatures)
+    {
+        _weight = GC.AllocateUninitializedArray<float>(weight.Length, pinned: true);
+        weight.CopyTo(_weight);
+        Bias = bias.ToArray();
+    }
+
+    public float[] Bias { get; }
+
+    public float* Pointer => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_weight));
+
+    protected override void Dispose(bool disposing) { }
+}

@@ -1,0 +1,36 @@
+using Diffusion.Kernels.Tests.Support;
+using static Diffusion.Kernels.Tests.Kernels.KernelCheck;
+
+namespace Diffusion.Kernels.Tests.Kernels;
+
+public class AttentionTests
+{
+    /// <summary>Outputs are convex combinations of v, so O(1); float32 scores and exp set the error.</summary>
+    private const double Tolerance = 1e-5;
+
+    // batch, channels, heads, height, width
+    public static IEnumerable<object[]> Shapes => TestBackends.WithBackends(
+    [
+        [1, 16, 1, 4, 4],     // the U-Net mid block's 16 tokens
+        [2, 24, 2, 7, 5],     // 35 tokens: odd, not a multiple of any block
+        [1, 36, 3, 3, 3],     // head dim 12: not a multiple of the register block
+        [2, 32, 4, 15, 20],   // 300 tokens: several query blocks
+        [1, 64, 1, 16, 16],   // 256 tokens, one wide head
+    ]);
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Attention_matches_the_float64_reference(string backendName, int n, int channels, int heads, int h, int w)
+    {
+        using var backend = TestBackends.Create(backendName);
+        // Spread wide enough that softmax rows are far from uniform, so a wrong scale or max shows up.
+        float[] qkv = Random(30, n * 3 * channels * h * w, -2f, 2f);
+
+        using var qkvt = backend.Upload(qkv, n, 3 * channels, h, w);
+        using var yt = backend.Allocate(n, channels, h, w);
+        backend.Attention(qkvt, yt, heads);
+
+        ShouldMatch(Download(backend, yt), Reference.Attention(qkv, n, channels, h * w, heads), Tolerance,
+            $"attention {n}×{channels}×{h}×{w}, {heads} heads");
+    }
+}

@@ -1,0 +1,99 @@
+using Diffusion.Kernels.Backends;
+using Diffusion.Kernels.Tests.Support;
+using FluentAssertions;
+using static Diffusion.Kernels.Tests.Kernels.KernelCheck;
+
+namespace Diffusion.Kernels.Tests.Kernels;
+
+public class Conv2dTests
+{
+    /// <summary>float32 sums of up to a few thousand products against the float64 reference.</summary>
+    private const double Tolerance = 1e-5;
+
+    // batch, in channels, out channels, height, width, kernel, stride, pad before, pad after
+    public static IEnumerable<object[]> Shapes => TestBackends.WithBackends(
+    [
+        [1, 3, 5, 7, 9, 3, 1, 1, 1],      // odd, non-square, channels below one register block
+        [2, 16, 32, 8, 8, 3, 1, 1, 1],    // batch 2: pixel panels span both images
+        [3, 17, 19, 6, 11, 3, 1, 1, 1],   // channel counts that are not multiples of 8 or 16
+        [1, 40, 24, 10, 10, 3, 1, 1, 1],  // 360 patch rows: more than one K block
+        [5, 12, 20, 4, 4, 3, 1, 1, 1],    // 4×4 at batch 5, the U-Net's smallest level
+        [1, 24, 40, 4, 4, 3, 1, 1, 1],    // 4×4 at batch 1: 16 output columns, the narrow micro-kernel
+        [1, 8, 8, 33, 35, 3, 1, 1, 1],    // rows longer than one 32-column panel
+        [2, 20, 12, 5, 7, 1, 1, 0, 0],    // 1×1 shortcut
+        [2, 8, 12, 9, 7, 3, 2, 1, 1],     // stride-2 downsample, symmetric padding
+        [1, 5, 6, 8, 8, 3, 2, 0, 1],      // stride-2 downsample, diffusers downsample_padding = 0
+        [2, 7, 9, 9, 6, 3, 2, 0, 1],      // the same on odd sizes
+        [1, 4, 6, 34, 36, 3, 2, 0, 1],    // stride 2 with output rows of 17×18: the vectorised strided copy
+        [2, 3, 5, 33, 32, 3, 2, 1, 1],    // the same with symmetric padding, odd height
+    ]);
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Conv2d_matches_the_float64_reference(string backendName, int n, int cin, int cout, int h, int w, int kernel, int stride, int padBegin, int padEnd)
+    {
+        using var backend = TestBackends.Create(backendName);
+        var spec = new Conv2dSpec(cin, cout, kernel, stride, padBegin, padEnd);
+        float[] x = Random(1, n * cin * h * w);
+        float[] weight = Random(2, cout * cin * kernel * kernel, -0.3f, 0.3f);
+        float[] bias = Random(3, cout);
+        int ho = spec.OutputSize(h), wo = spec.OutputSize(w);
+
+        using var weights = backend.PrepareConv2d(spec, weight, bias);
+        using var xt = backend.Upload(x, n, cin, h, w);
+        using var yt = backend.Allocate(n, cout, ho, wo);
+        backend.Conv2d(xt, weights, yt);
+
+        ShouldMatch(Download(backend, yt), Reference.Conv2d(x, n, cin, h, w, weight, bias, cout, kernel, stride, padBegin, padEnd),
+            Tolerance, $"{spec} on {n}×{cin}×{h}×{w}");
+    }
+
+    public static IEnumerable<object[]> Epilogues => TestBackends.WithBackends(
+    [
+        [true, false, 1f],
+        [false, true, 1f],
+        [false, false, 0.7071f],
+        [true, true, 0.5f],
+    ]);
+
+    [Theory]
+    [MemberData(nameof(Epilogues))]
+    public void Conv2d_epilogue_adds_channel_bias_and_residual_then_scales(string backendName, bool channelBias, bool residual, float scale)
+    {
+        using var backend = TestBackends.Create(backendName);
+        const int n = 2, cin = 9, cout = 11, h = 6, w = 5;
+        var spec = Conv2dSpec.Same3x3(cin, cout);
+        float[] x = Random(4, n * cin * h * w);
+        float[] weight = Random(5, cout * cin * 9, -0.3f, 0.3f);
+        float[] bias = Random(6, cout);
+        float[] perChannel = Random(7, n * cout, -2f, 2f);
+        float[] skip = Random(8, n * cout * h * w, -2f, 2f);
+
+        using var weights = backend.PrepareConv2d(spec, weight, bias);
+        using var xt = backend.Upload(x, n, cin, h, w);
+        using var cbt = backend.Upload(perChannel, n, cout);
+        using var rt = backend.Upload(skip, n, cout, h, w);
+        using var yt = backend.Allocate(n, cout, h, w);
+        backend.Conv2d(xt, weights, yt, new Conv2dEpilogue(channelBias ? cbt : null, residual ? rt : null, scale));
+
+        var expected = Reference.Conv2d(x, n, cin, h, w, weight, bias, cout, 3, 1, 1, 1,
+            channelBias ? perChannel : null, residual ? skip : null, scale);
+        ShouldMatch(Download(backend, yt), expected, Tolerance, "conv with epilogue");
+    }
+
+    [Theory]
+    [MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
+    public void Conv2d_rejects_mismatched_shapes_and_aliasing(string backendName)
+    {
+        using var backend = TestBackends.Create(backendName);
+        var spec = Conv2dSpec.Same3x3(4, 6);
+        using var weights = backend.PrepareConv2d(spec, Random(9, 6 * 4 * 9), Random(10, 6));
+        using var x = backend.Upload(Random(11, 4 * 5 * 5), 1, 4, 5, 5);
+        using var wrongChannels = backend.Allocate(1, 5, 5, 5);
+        using var y = backend.Allocate(1, 6, 5, 5);
+
+        backend.Invoking(b => b.Conv2d(x, weights, wrongChannels)).Should().Throw<ArgumentException>();
+        backend.Invoking(b => b.Conv2d(x, weights, y, new Conv2dEpilogue(Residual: y))).Should().Throw<ArgumentException>();
+        backend.Invoking(b => b.PrepareConv2d(spec, new float[10], new float[6])).Should().Throw<ArgumentException>();
+    }
+}

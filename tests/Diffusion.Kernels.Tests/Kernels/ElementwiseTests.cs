@@ -1,0 +1,127 @@
+using Diffusion.Kernels.Tests.Support;
+using FluentAssertions;
+using static Diffusion.Kernels.Tests.Kernels.KernelCheck;
+
+namespace Diffusion.Kernels.Tests.Kernels;
+
+public class ElementwiseTests
+{
+    /// <summary>One float32 rounding plus exp's error: a few ulps of the output scale.</summary>
+    private const double Tolerance = 1e-6;
+
+    [Theory]
+    [MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
+    public void SiLU_matches_the_float64_reference_in_place_too(string backendName)
+    {
+        using var backend = TestBackends.Create(backendName);
+        float[] x = Random(50, 2 * 5 * 7 * 9, -12f, 12f);
+        var expected = x.Select(v => Reference.SiLU(v)).ToArray();
+        using var xt = backend.Upload(x, 2, 5, 7, 9);
+        using var yt = backend.Allocate(2, 5, 7, 9);
+
+        backend.SiLU(xt, yt);
+        ShouldMatch(Download(backend, yt), expected, Tolerance, "SiLU");
+        backend.SiLU(xt, xt);
+        ShouldMatch(Download(backend, xt), expected, Tolerance, "in-place SiLU");
+    }
+
+    [Theory]
+    [MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
+    public void Add_sums_then_scales_and_may_write_over_an_input(string backendName)
+    {
+        using var backend = TestBackends.Create(backendName);
+        float[] a = Random(51, 3 * 4 * 5 * 11), b = Random(52, 3 * 4 * 5 * 11);
+        const float scale = 0.7071f;
+        var expected = a.Zip(b, (u, v) => ((double)u + v) * scale).ToArray();
+        using var at = backend.Upload(a, 3, 4, 5, 11);
+        using var bt = backend.Upload(b, 3, 4, 5, 11);
+        using var yt = backend.Allocate(3, 4, 5, 11);
+
+        backend.Add(at, bt, yt, scale);
+        ShouldMatch(Download(backend, yt), expected, Tolerance, "Add");
+        backend.Add(at, bt, bt, scale);
+        ShouldMatch(Download(backend, bt), expected, Tolerance, "Add into b");
+    }
+
+    [Theory]
+    [MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
+    public void Upsample2x_repeats_each_pixel_in_a_2x2_block(string backendName)
+    {
+        using var backend = TestBackends.Create(backendName);
+        const int n = 2, c = 3, h = 5, w = 7;
+        float[] x = Random(53, n * c * h * w);
+        var expected = new double[n * c * 4 * h * w];
+        for (int plane = 0; plane < n * c; plane++)
+        for (int oy = 0; oy < 2 * h; oy++)
+        for (int ox = 0; ox < 2 * w; ox++)
+            expected[(plane * 2 * h + oy) * 2 * w + ox] = x[(plane * h + oy / 2) * w + ox / 2];
+        using var xt = backend.Upload(x, n, c, h, w);
+        using var yt = backend.Allocate(n, c, 2 * h, 2 * w);
+
+        backend.Upsample2x(xt, yt);
+        ShouldMatch(Download(backend, yt), expected, 0, "nearest upsampling copies values exactly");
+    }
+
+    [Theory]
+    [MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
+    public void Concat_stacks_channels_per_image(string backendName)
+    {
+        using var backend = TestBackends.Create(backendName);
+        const int n = 3, ca = 4, cb = 5, h = 3, w = 2;
+        float[] a = Random(54, n * ca * h * w), b = Random(55, n * cb * h * w);
+        var expected = new double[n * (ca + cb) * h * w];
+        int plane = h * w;
+        for (int img = 0; img < n; img++)
+        {
+            for (int i = 0; i < ca * plane; i++) expected[img * (ca + cb) * plane + i] = a[img * ca * plane + i];
+            for (int i = 0; i < cb * plane; i++) expected[(img * (ca + cb) + ca) * plane + i] = b[img * cb * plane + i];
+        }
+        using var at = backend.Upload(a, n, ca, h, w);
+        using var bt = backend.Upload(b, n, cb, h, w);
+        using var yt = backend.Allocate(n, ca + cb, h, w);
+
+        backend.Concat(at, bt, yt);
+        ShouldMatch(Download(backend, yt), expected, 0, "concatenation copies values exactly");
+    }
+
+    public static IEnumerable<object[]> Embeddings => TestBackends.WithBackends(
+    [
+        [128, true, 0f],   // DDPM CIFAR: flip_sin_to_cos, freq_shift 0
+        [32, false, 1f],   // diffusers' defaults
+        [33, false, 1f],   // odd width: the last column is zero
+    ]);
+
+    [Theory]
+    [MemberData(nameof(Embeddings))]
+    public void TimestepEmbedding_follows_PyTorch_float32_order(string backendName, int dim, bool flip, float shift)
+    {
+        using var backend = TestBackends.Create(backendName);
+        float[] timesteps = [0f, 1f, 37f, 999f];
+        using var yt = backend.Allocate(timesteps.Length, dim);
+        backend.TimestepEmbedding(timesteps, flip, shift, yt);
+        float[] got = Download(backend, yt);
+
+        // float32 PyTorch order: the argument t·freq carries float32 rounding (≈ 1e-4 at t = 999), which the
+        // float64 definition does not; against the same float32 argument only sin/cos ulps remain.
+        ShouldMatch(got, Reference.TimestepEmbedding(timesteps, dim, flip, shift), 2e-4, "float64 definition");
+        ShouldMatch(got, Float32Embedding(timesteps, dim, flip, shift), 1e-6, "float32 PyTorch order");
+        if (dim % 2 == 1) got[dim - 1].Should().Be(0f);
+    }
+
+    /// <summary>diffusers' get_timestep_embedding, one float32 operation at a time.</summary>
+    private static double[] Float32Embedding(float[] timesteps, int dim, bool flip, float shift)
+    {
+        int half = dim / 2;
+        var y = new double[timesteps.Length * dim];
+        for (int b = 0; b < timesteps.Length; b++)
+        for (int k = 0; k < half; k++)
+        {
+            float exponent = (float)-Math.Log(10000) * k;
+            exponent /= half - shift;
+            float angle = timesteps[b] * MathF.Exp(exponent);
+            y[b * dim + k] = flip ? Math.Cos(angle) : Math.Sin(angle);
+            y[b * dim + half + k] = flip ? Math.Sin(angle) : Math.Cos(angle);
+        }
+        return y;
+    }
+}

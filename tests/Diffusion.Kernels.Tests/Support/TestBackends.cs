@@ -1,0 +1,29 @@
+using Diffusion.Kernels.Backends;
+using Diffusion.Kernels.Backends.Cpu;
+
+namespace Diffusion.Kernels.Tests.Support;
+
+/// <summary>
+/// The backends every kernel test runs on: one test body, a [Theory] over <see cref="Names"/>. To add a backend,
+/// list its name and create it in <see cref="Create"/>; call Assert.Skip there when its device is missing.
+/// </summary>
+public static class TestBackends
+{
+    public static TheoryData<string> Names => new("cpu");
+
+    public static IBackend Create(string name) => name switch
+    {
+        "cpu" => new CpuBackend(),
+        _ => throw new ArgumentException($"unknown test backend '{name}'", nameof(name)),
+    };
+
+    /// <summary>Every combination of a backend name with one row of op parameters.</summary>
+    public static IEnumerable<object[]> WithBackends(IEnumerable<object[]> cases)
+    {
+        foreach (string name in Names)
+        {
+            foreach (object[] row in cases)
+                yield return [name, .. row];
+        }
+    }
+}
