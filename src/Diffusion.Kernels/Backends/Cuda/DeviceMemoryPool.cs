@@ -58,7 +58,7 @@ internal sealed class DeviceMemoryPool(Func<long, ulong> allocate, Action<ulong>
             {
                 throw new GraphCaptureException(
                     $"{CudaErrors.FormatBytes(size)} of device memory was needed while capturing a CUDA graph, and the pool had no free " +
-                    "block of that size; run the captured work once before capturing (CudaBackend.CaptureGraph does unless told not to), " +
+                    "block of that size; warm the pool up by running the captured work once before capturing (CudaBackend.CaptureGraph does unless told not to), " +
                     "and allocate the tensors the graph reads and writes before capture");
             }
             else

@@ -61,7 +61,6 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Library)] internal static partial int cuGraphExecDestroy(IntPtr graphExec);
     [LibraryImport(Library)] internal static partial int cuGraphDestroy(IntPtr graph);
     [LibraryImport(Library)] internal static partial int cuGraphExecUpdate_v2(IntPtr graphExec, IntPtr graph, out GraphExecUpdateResultInfo resultInfo);
-    [LibraryImport(Library)] internal static partial int cuStreamIsCapturing(IntPtr stream, out int captureStatus);
 
     [LibraryImport(Library)] internal static partial int cuGetErrorName(int error, out IntPtr name);
     [LibraryImport(Library)] internal static partial int cuGetErrorString(int error, out IntPtr description);
