@@ -5,4 +5,5 @@ var root = new RootCommand("diffuse: a DDPM U-Net image generator with hand-writ
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(UnetCommand.Create());
 root.Subcommands.Add(InfoCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
 return await root.Parse(args).InvokeAsync();
