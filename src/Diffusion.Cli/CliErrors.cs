@@ -1,5 +1,6 @@
 using Diffusion.Kernels;
 using Diffusion.Kernels.IO;
+using Diffusion.Kernels.Backends;
 using Diffusion.Kernels.Backends.Cuda;
 using Diffusion.Kernels.Models;
 using Diffusion.Kernels.Sampling;
@@ -52,7 +53,7 @@ internal static class CliErrors
         NonFiniteSampleException => ExitCodes.NonFinite,
         InsufficientMemoryForBatchException or InsufficientMemoryException or OutOfMemoryException => ExitCodes.OutOfMemory,
         CudaException { IsOutOfMemory: true } => ExitCodes.OutOfMemory,
-        CudaException => ExitCodes.DeviceUnavailable,
+        CudaException or DeviceUnavailableException or KernelCompileException => ExitCodes.DeviceUnavailable,
         DiffusionException => ExitCodes.BadInput,
         IOException or UnauthorizedAccessException => ExitCodes.BadInput,
         _ => ExitCodes.Internal,

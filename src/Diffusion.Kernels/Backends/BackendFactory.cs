@@ -1,4 +1,5 @@
 using Diffusion.Kernels.Backends.Cpu;
+using Diffusion.Kernels.Backends.Cuda;
 
 namespace Diffusion.Kernels.Backends;
 
@@ -10,6 +11,9 @@ public enum DeviceKind
     Cuda,
 }
 
+/// <summary>CUDA was asked for explicitly and cannot be used; the message says why (no driver, no GPU, no NVRTC).</summary>
+public sealed class DeviceUnavailableException(string message) : DiffusionException(message);
+
 public static class BackendFactory
 {
     /// <summary>Creates the requested backend; <paramref name="choice"/> says which one was taken and why.</summary>
@@ -18,17 +22,28 @@ public static class BackendFactory
         switch (kind)
         {
             case DeviceKind.Cpu:
-                choice = "cpu (requested)";
-                return new CpuBackend();
-            case DeviceKind.Auto:
-                // CUDA is tried first here once its backend lands; until then Auto means the CPU.
-                choice = "cpu (no CUDA backend in this build)";
-                return new CpuBackend();
+                return Cpu("requested", out choice);
             case DeviceKind.Cuda:
-                choice = "none";
-                throw new NotSupportedException("the CUDA backend is not part of this build");
+                if (!CudaBackend.TryCreate(out var cuda, out string reason))
+                    throw new DeviceUnavailableException($"CUDA was requested but cannot be used: {reason}");
+                choice = $"cuda (requested): {cuda!.DeviceDescription}";
+                return cuda;
+            case DeviceKind.Auto:
+                if (CudaBackend.TryCreate(out var gpu, out string why))
+                {
+                    choice = $"cuda (auto): {gpu!.DeviceDescription}";
+                    return gpu;
+                }
+                return Cpu($"auto, no CUDA: {why}", out choice);
             default:
                 throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown device kind");
         }
+    }
+
+    private static CpuBackend Cpu(string why, out string choice)
+    {
+        var cpu = new CpuBackend();
+        choice = $"cpu ({why}): {cpu.DeviceDescription}";
+        return cpu;
     }
 }

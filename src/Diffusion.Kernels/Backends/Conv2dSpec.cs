@@ -20,9 +20,13 @@ public readonly record struct Conv2dSpec(int InChannels, int OutChannels, int Ke
 
 /// <summary>
 /// What a convolution adds to its result before storing it, so residual adds and the time-embedding broadcast
-/// cost no extra pass over memory: y = (conv(x) + bias + ChannelBias[n, c] + Residual) · OutputScale.
+/// cost no extra pass over memory: y = (conv(x) + bias + ChannelBias[n, c] + Residual) · Scale.
+/// OutputScale is nullable so that <c>default(Conv2dEpilogue)</c>, the "no epilogue" value, scales by 1, not 0.
 /// </summary>
-public readonly record struct Conv2dEpilogue(DeviceTensor? ChannelBias = null, DeviceTensor? Residual = null, float OutputScale = 1f);
+public readonly record struct Conv2dEpilogue(DeviceTensor? ChannelBias = null, DeviceTensor? Residual = null, float? OutputScale = null)
+{
+    public float Scale => OutputScale ?? 1f;
+}
 
 /// <summary>Convolution weights in whatever layout the backend prefers, prepared once at load time.</summary>
 public abstract class Conv2dWeights(Conv2dSpec spec) : IDisposable

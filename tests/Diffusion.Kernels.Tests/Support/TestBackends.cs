@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using Diffusion.Kernels.Backends;
 using Diffusion.Kernels.Backends.Cpu;
+using Diffusion.Kernels.Backends.Cuda;
 
 namespace Diffusion.Kernels.Tests.Support;
 
@@ -9,13 +11,20 @@ namespace Diffusion.Kernels.Tests.Support;
 /// </summary>
 public static class TestBackends
 {
-    public static TheoryData<string> Names => new("cpu");
+    public static TheoryData<string> Names => new("cpu", "cuda");
 
     public static IBackend Create(string name) => name switch
     {
         "cpu" => new CpuBackend(),
+        "cuda" => CudaBackend.TryCreate(out var cuda, out string reason) ? cuda! : throw SkipNoGpu(reason),
         _ => throw new ArgumentException($"unknown test backend '{name}'", nameof(name)),
     };
+
+    private static Exception SkipNoGpu(string reason)
+    {
+        Assert.Skip("no usable CUDA GPU: " + reason);
+        return new UnreachableException();
+    }
 
     /// <summary>Every combination of a backend name with one row of op parameters.</summary>
     public static IEnumerable<object[]> WithBackends(IEnumerable<object[]> cases)

@@ -79,16 +79,10 @@ public sealed partial class CpuBackend
             offsets[k] = geometry.PatchOffset(k);
 
         var job = new ConvJob(geometry, w, source, offsets, yt.Pointer,
-            channelBias == null ? null : channelBias.Pointer, residual == null ? null : residual.Pointer, OutputScale(epilogue));
+            channelBias == null ? null : channelBias.Pointer, residual == null ? null : residual.Pointer, epilogue.Scale);
         var partition = ConvPartition.For(geometry, w.MBlocks, Threads);
         For(partition.Tasks, task => ConvTask(job, partition, task));
     }
-
-    /// <summary>
-    /// default(Conv2dEpilogue), what callers pass for "no epilogue", carries OutputScale 0, not the 1 of its
-    /// constructor; a zero scale would erase the output and is never meant, so it reads as "unscaled".
-    /// </summary>
-    private static float OutputScale(in Conv2dEpilogue epilogue) => epilogue.OutputScale == 0f ? 1f : epilogue.OutputScale;
 
     /// <summary>
     /// Copies x into a zero-bordered buffer so the im2col copy never tests bounds; unpadded stride-1 convs (1×1)

@@ -258,7 +258,7 @@ public sealed unsafe partial class CudaBackend : IBackend
 
         ulong px = tx.Pointer, pw = w.Weight, pb = w.Bias, py = ty.Pointer;
         int batch = tx.N, cin = tx.C, h = tx.H, width = tx.W, cout = spec.OutChannels, ks = spec.Kernel, stride = spec.Stride, pad = spec.PadBegin;
-        float scale = epilogue.OutputScale;
+        float scale = epilogue.Scale;
         IntPtr* args = stackalloc IntPtr[]
         {
             (IntPtr)(&px), (IntPtr)(&pw), (IntPtr)(&pb), (IntPtr)(&channelBias), (IntPtr)(&residual), (IntPtr)(&py),
