@@ -10,7 +10,7 @@
 // Weights arrive transposed once at load time to wt[(ci·K + ky)·K + kx][co]: the reduction index major, output
 // channel minor, so the threads of a warp that need neighbouring output channels read neighbouring floats.
 //
-// Versions (DIFFUSION_KERNEL_VERSION_conv2d=1|2):
+// Versions (DIFFUSION_KERNEL_VERSION_conv2d=1|2|3):
 //   1  conv2d_v1: one thread per output value running the CPU loop nest over (ci, ky, kx). Readable, and slow
 //      because every thread re-reads the same weights and input from global memory.
 //   2  conv2d_v2_k1 / _k3 / _kn (default): implicit GEMM. The conv is a matrix product
@@ -20,7 +20,15 @@
 //      of accumulators in registers and reads the staged slices from shared memory, so each input value fetched
 //      from global memory is used 64 times. _k1 and _k3 fix K at compile time so the (ci, ky, kx) split of k is
 //      a multiply-shift instead of a division; _kn serves any other K.
-// Accumulation is float32 with fused multiply-add.
+//   3  conv2d_v3_k1 / _k3 / _kn (opt-in: CudaBackendOptions.HalfPrecision, never the default): the same implicit
+//      GEMM on tensor cores. Weights are stored in half precision (prepared once, row co, reduction index k
+//      contiguous, k padded with zeros to a multiple of 32); activations stay float32 in memory — the IBackend
+//      seam is float32 — and are rounded to half as they are gathered into shared memory. Each warp issues
+//      mma.sync m16n8k16 (half inputs, float32 accumulate) over a 32 × 32 piece of a 64 × 64 tile. Shared memory
+//      is double-buffered so the next slice's global loads overlap this slice's tensor-core work.
+//      Needs compute capability 8.0+ (on older GPUs the entry points exist but trap; the host refuses them).
+//      Rounding the inputs to 11 significant bits costs accuracy: expect ~1e-3 normalised error, not ~1e-6.
+// Accumulation is float32 (fused multiply-add in versions 1 and 2, tensor-core accumulate in version 3).
 
 __device__ __forceinline__ float conv2d_epilogue(float acc, int n, int co, int cout, size_t index, const float* bias,
                                                  const float* channel_bias, const float* residual, float scale)
@@ -185,4 +193,217 @@ extern "C" __global__ void __launch_bounds__(conv2d_tiling::THREADS) conv2d_v2_k
 extern "C" __global__ void __launch_bounds__(conv2d_tiling::THREADS) conv2d_v2_kn(CONV2D_PARAMS)
 {
     conv2d_tiled<0>(CONV2D_ARGS);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Version 3: tensor cores.
+//
+// Fragment layouts of mma.sync.aligned.m16n8k16.row.col (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating
+// point type"), with g = lane / 4 and t = lane % 4; each 32-bit register holds two halves, the lower index in the
+// lower 16 bits:
+//   A (16 × 16, row = output channel, col = k):  a0 = (g, 2t..2t+1)  a1 = (g+8, 2t..)  a2 = (g, 2t+8..)  a3 = (g+8, 2t+8..)
+//   B (16 × 8, row = k, col = pixel):           b0 = (2t..2t+1, g)   b1 = (2t+8..2t+9, g)
+//   C (16 × 8, float32):                        c0, c1 = (g, 2t..2t+1)   c2, c3 = (g+8, 2t..2t+1)
+// Both tiles are kept in shared memory with k contiguous ([channel][k] and [pixel][k]), so every fragment register
+// is one aligned 32-bit load.
+
+namespace conv2d_mma
+{
+constexpr int BM = 64;                  // output channels per block
+constexpr int BN = 64;                  // output pixels per block
+constexpr int BK = 32;                  // reduction depth per stage (two mma k-steps)
+constexpr int LD = BK + 8;              // shared row length in halves: 80 bytes keeps rows 16-byte aligned, and the
+                                        // 20-word stride puts the 8 rows × 4 words of a fragment load on 32 banks
+constexpr int THREADS = 128;            // 4 warps in a 2 × 2 grid, each computing 32 channels × 32 pixels
+constexpr int A_CHUNKS = BM * BK / 8 / THREADS;      // 16-byte weight chunks each thread stages: 2
+constexpr int B_PAIRS = BK / 2 / (THREADS / BN);     // k pairs of one pixel each thread stages: 8
+}
+
+// Two floats rounded to nearest-even halves, packed low then high (the order the fragments expect).
+__device__ __forceinline__ unsigned int conv2d_pack_half2(float lo, float hi)
+{
+    unsigned int packed;
+    asm("{\n\t.reg .b16 lo16, hi16;\n\t"
+        "cvt.rn.f16.f32 lo16, %1;\n\t"
+        "cvt.rn.f16.f32 hi16, %2;\n\t"
+        "mov.b32 %0, {lo16, hi16};\n\t}"
+        : "=r"(packed)
+        : "f"(lo), "f"(hi));
+    return packed;
+}
+
+// d += a · b on one 16 × 8 output fragment.
+__device__ __forceinline__ void conv2d_mma_m16n8k16(float (&d)[4], const unsigned int (&a)[4], unsigned int b0, unsigned int b1)
+{
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <int KS>
+__device__ __forceinline__ void conv2d_tensor_core(const float* __restrict__ x, const unsigned short* __restrict__ wh,
+                                           const float* __restrict__ bias, const float* __restrict__ channel_bias,
+                                           const float* __restrict__ residual, float* __restrict__ y, int batch,
+                                           int cin, int h, int w, int cout, int ho, int wo, int ksize, int stride,
+                                           int pad, float scale, int kpad)
+{
+#if __CUDA_ARCH__ >= 800
+    using namespace conv2d_mma;
+    const int ks = KS > 0 ? KS : ksize;
+    const int taps = ks * ks;
+    const int depth = cin * taps;
+    const int pixels = ho * wo;
+    const int columns = batch * pixels;
+    const int co0 = blockIdx.y * BM;
+    const int p0 = blockIdx.x * BN;
+
+    __shared__ __align__(16) unsigned short a_tile[2][BM][LD];
+    __shared__ __align__(16) unsigned short b_tile[2][BN][LD];
+
+    // Staging role for the input: one pixel column (fixed, so decoded once) and k pairs first_pair + 2r.
+    const int load_col = threadIdx.x % BN;
+    const int first_pair = threadIdx.x / BN;
+    const int my_pixel = p0 + load_col;
+    const bool pixel_ok = my_pixel < columns;
+    const int pn = pixel_ok ? my_pixel / pixels : 0;
+    const int prem = pixel_ok ? my_pixel - pn * pixels : 0;
+    const int iy0 = (prem / wo) * stride - pad;
+    const int ix0 = (prem % wo) * stride - pad;
+    const float* x_image = x + (size_t)pn * cin * h * w;
+
+    auto im2col = [&](int k) -> float {
+        if (k >= depth || !pixel_ok) return 0.0f;
+        const int ci = k / taps;
+        const int tap = k - ci * taps;
+        const int ky = tap / ks;
+        const int iy = iy0 + ky;
+        const int ix = ix0 + (tap - ky * ks);
+        return (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x_image[((size_t)ci * h + iy) * w + ix] : 0.0f;
+    };
+
+    // Registers holding the next stage while the tensor cores work on the current one.
+    uint4 a_next[A_CHUNKS];
+    unsigned int b_next[B_PAIRS];
+    auto fetch = [&](int k0) {
+#pragma unroll
+        for (int c = 0; c < A_CHUNKS; c++)
+        {
+            const int chunk = threadIdx.x + c * THREADS;
+            const int co = co0 + chunk / (BK / 8);
+            // kpad is a multiple of BK and k0 < depth <= kpad, so the whole chunk lies inside the padded row.
+            a_next[c] = co < cout ? *reinterpret_cast<const uint4*>(wh + (size_t)co * kpad + k0 + (chunk % (BK / 8)) * 8)
+                                  : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int r = 0; r < B_PAIRS; r++)
+        {
+            const int k = k0 + 2 * (first_pair + 2 * r);
+            b_next[r] = conv2d_pack_half2(im2col(k), im2col(k + 1));
+        }
+    };
+    auto stage = [&](int buffer) {
+#pragma unroll
+        for (int c = 0; c < A_CHUNKS; c++)
+        {
+            const int chunk = threadIdx.x + c * THREADS;
+            *reinterpret_cast<uint4*>(&a_tile[buffer][chunk / (BK / 8)][(chunk % (BK / 8)) * 8]) = a_next[c];
+        }
+#pragma unroll
+        for (int r = 0; r < B_PAIRS; r++)
+            *reinterpret_cast<unsigned int*>(&b_tile[buffer][load_col][2 * (first_pair + 2 * r)]) = b_next[r];
+    };
+
+    const int warp = threadIdx.x / 32;
+    const int g = (threadIdx.x % 32) / 4;
+    const int t = threadIdx.x % 4;
+    const int warp_m = (warp / 2) * 32;
+    const int warp_n = (warp % 2) * 32;
+    float acc[2][4][4];
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[mi][ni][e] = 0.0f;
+
+    fetch(0);
+    stage(0);
+    __syncthreads();
+    int buffer = 0;
+    for (int k0 = 0; k0 < depth; k0 += BK)
+    {
+        // Two buffers need one barrier per stage: this stage reads `buffer` and writes the other one, and the
+        // barrier at the end orders both against the next stage, which swaps their roles.
+        const bool more = k0 + BK < depth;
+        if (more) fetch(k0 + BK);
+#pragma unroll
+        for (int kk = 0; kk < BK; kk += 16)
+        {
+            unsigned int a[2][4], b[4][2];
+#pragma unroll
+            for (int mi = 0; mi < 2; mi++)
+            {
+                const unsigned short* top = &a_tile[buffer][warp_m + mi * 16 + g][kk + 2 * t];
+                const unsigned short* bottom = top + 8 * LD;
+                a[mi][0] = *reinterpret_cast<const unsigned int*>(top);
+                a[mi][1] = *reinterpret_cast<const unsigned int*>(bottom);
+                a[mi][2] = *reinterpret_cast<const unsigned int*>(top + 8);
+                a[mi][3] = *reinterpret_cast<const unsigned int*>(bottom + 8);
+            }
+#pragma unroll
+            for (int ni = 0; ni < 4; ni++)
+            {
+                const unsigned short* column = &b_tile[buffer][warp_n + ni * 8 + g][kk + 2 * t];
+                b[ni][0] = *reinterpret_cast<const unsigned int*>(column);
+                b[ni][1] = *reinterpret_cast<const unsigned int*>(column + 8);
+            }
+#pragma unroll
+            for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+                for (int ni = 0; ni < 4; ni++) conv2d_mma_m16n8k16(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
+        }
+        if (more) stage(buffer ^ 1);
+        __syncthreads();
+        buffer ^= 1;
+    }
+
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+            {
+                const int co = co0 + warp_m + mi * 16 + g + (e / 2) * 8;
+                const int p = p0 + warp_n + ni * 8 + 2 * t + (e % 2);
+                if (co >= cout || p >= columns) continue;
+                const int n = p / pixels;
+                const size_t index = ((size_t)n * cout + co) * pixels + (p - n * pixels);
+                y[index] = conv2d_epilogue(acc[mi][ni][e], n, co, cout, index, bias, channel_bias, residual, scale);
+            }
+#else
+    __trap();
+#endif
+}
+
+#define CONV2D_MMA_PARAMS                                                                                          \
+    const float *__restrict__ x, const unsigned short *__restrict__ wh, const float *__restrict__ bias,            \
+        const float *__restrict__ channel_bias, const float *__restrict__ residual, float *__restrict__ y,         \
+        int batch, int cin, int h, int w, int cout, int ho, int wo, int ksize, int stride, int pad, float scale,   \
+        int kpad
+#define CONV2D_MMA_ARGS x, wh, bias, channel_bias, residual, y, batch, cin, h, w, cout, ho, wo, ksize, stride, pad, scale, kpad
+
+extern "C" __global__ void __launch_bounds__(conv2d_mma::THREADS) conv2d_v3_k1(CONV2D_MMA_PARAMS)
+{
+    conv2d_tensor_core<1>(CONV2D_MMA_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(conv2d_mma::THREADS) conv2d_v3_k3(CONV2D_MMA_PARAMS)
+{
+    conv2d_tensor_core<3>(CONV2D_MMA_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(conv2d_mma::THREADS) conv2d_v3_kn(CONV2D_MMA_PARAMS)
+{
+    conv2d_tensor_core<0>(CONV2D_MMA_ARGS);
 }

@@ -11,8 +11,11 @@ internal static class CudaGpu
     private static readonly Dictionary<KernelVersions, (CudaBackend? Backend, string Reason)> Backends = [];
     private static readonly object Gate = new();
 
-    public static readonly KernelVersions Simple = new(1, 1, 1, 1);
-    public static readonly KernelVersions Default = new(2, 2, 2, 2);
+    public static readonly KernelVersions Simple = KernelVersions.Simple;
+    public static readonly KernelVersions Default = KernelVersions.Default;
+
+    /// <summary>Default kernels with half-precision tensor-core convolutions (conv2d version 3).</summary>
+    public static readonly KernelVersions Half = KernelVersions.Default with { Conv2d = 3 };
 
     public static CudaBackend Require(KernelVersions? versions = null)
     {
@@ -21,7 +24,16 @@ internal static class CudaGpu
         {
             if (!Backends.TryGetValue(versions, out var entry))
             {
-                CudaBackend.TryCreate(out var backend, out string reason, 0, versions);
+                CudaBackend? backend;
+                string reason;
+                try
+                {
+                    CudaBackend.TryCreate(out backend, out reason, 0, versions);
+                }
+                catch (DiffusionException e) when (e.Message.Contains("compute capability", StringComparison.Ordinal))
+                {
+                    (backend, reason) = (null, e.Message); // a GPU too old for these kernels (half precision before sm_80)
+                }
                 Backends[versions] = entry = (backend, reason);
             }
             if (entry.Backend == null) Assert.Skip("no usable CUDA GPU: " + entry.Reason);

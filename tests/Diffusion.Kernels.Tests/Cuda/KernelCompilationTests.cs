@@ -15,7 +15,7 @@ public sealed class KernelCompilationTests(ITestOutputHelper output)
     /// <summary>Every entry point CudaBackend launches, by file.</summary>
     public static readonly Dictionary<string, string[]> Entries = new()
     {
-        ["conv2d.cu"] = ["conv2d_v1", "conv2d_v2_k1", "conv2d_v2_k3", "conv2d_v2_kn"],
+        ["conv2d.cu"] = ["conv2d_v1", "conv2d_v2_k1", "conv2d_v2_k3", "conv2d_v2_kn", "conv2d_v3_k1", "conv2d_v3_k3", "conv2d_v3_kn"],
         ["group_norm.cu"] = ["group_norm_v1", "group_norm_v2"],
         ["attention.cu"] = ["attention_v1", "attention_v2_q16", "attention_v2_q32"],
         ["linear.cu"] = ["linear_v1", "linear_v2"],
@@ -29,7 +29,7 @@ public sealed class KernelCompilationTests(ITestOutputHelper output)
     /// </summary>
     private static readonly HashSet<string> Hot =
     [
-        "conv2d_v2_k1", "conv2d_v2_k3", "conv2d_v2_kn", "group_norm_v2", "attention_v2_q16", "attention_v2_q32",
+        "conv2d_v2_k1", "conv2d_v2_k3", "conv2d_v2_kn", "conv2d_v3_k1", "conv2d_v3_k3", "conv2d_v3_kn", "group_norm_v2", "attention_v2_q16", "attention_v2_q32",
         "linear_v2", "silu", "add_scaled", "upsample2x", "concat_channels", "sampler_step",
     ];
 
@@ -67,6 +67,32 @@ public sealed class KernelCompilationTests(ITestOutputHelper output)
             f.SpillStoreBytes.Should().Be(0, $"{f.Name} on {f.Architecture} must not spill");
             f.SpillLoadBytes.Should().Be(0, $"{f.Name} on {f.Architecture} must not spill");
             f.StackFrameBytes.Should().Be(0, $"{f.Name} on {f.Architecture} must not use a stack frame");
+        }
+    }
+
+    /// <summary>
+    /// The half-precision kernels must really use tensor cores: the PTX holds the mma instruction and the
+    /// round-to-nearest conversions, and the cubin for sm_80 keeps its double-buffered tiles within the 48 KB of
+    /// static shared memory every block may use without opting in.
+    /// </summary>
+    [Theory]
+    [InlineData(80)]
+    [InlineData(90)]
+    public void Conv2d_version_3_is_built_on_mma_sync(int architecture)
+    {
+        RequireNvrtc();
+        string source = File.ReadAllText(Path.Combine(RepositoryPaths.Kernels, "conv2d.cu"));
+
+        var ptx = NvrtcCompiler.Compile("conv2d.cu", source, NvrtcCompiler.BaseOptions(new KernelTarget(architecture, Cubin: false)), cubin: false);
+        var cubin = NvrtcCompiler.Compile("conv2d.cu", source,
+            NvrtcCompiler.BaseOptions(new KernelTarget(architecture, Cubin: true)).Append("--ptxas-options=-v").ToList(), cubin: true);
+
+        string text = System.Text.Encoding.ASCII.GetString(ptx.Image);
+        text.Should().Contain("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32").And.Contain("cvt.rn.f16.f32");
+        foreach (var f in PtxasReport.Parse(cubin.Log).Where(f => f.Name.StartsWith("conv2d_v3", StringComparison.Ordinal)))
+        {
+            f.SharedBytes.Should().Be(2 * 2 * 64 * 40 * sizeof(ushort), "two stages of a 64×40 half tile for weights and for pixels");
+            f.Registers.Should().BeLessThanOrEqualTo(255);
         }
     }
 

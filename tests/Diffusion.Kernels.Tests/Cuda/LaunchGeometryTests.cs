@@ -88,10 +88,13 @@ public sealed class LaunchGeometryTests
     }
 
     [Fact]
-    public void Kernel_versions_default_to_the_newest_and_reject_unknown_ones()
+    public void Kernel_versions_default_to_the_fastest_float32_ones_and_reject_unknown_ones()
     {
         KernelVersions.From(_ => null).Should().Be(new KernelVersions(2, 2, 2, 2));
         KernelVersions.From(v => v == "DIFFUSION_KERNEL_VERSION_conv2d" ? "1" : null).Conv2d.Should().Be(1);
+        KernelVersions.From(v => v == "DIFFUSION_KERNEL_VERSION_conv2d" ? "3" : null).Conv2d.Should().Be(3, "half precision is opt-in");
+        FluentActions.Invoking(() => KernelVersions.From(v => v == "DIFFUSION_KERNEL_VERSION_conv2d" ? "4" : null))
+            .Should().Throw<DiffusionException>().WithMessage("*conv2d.cu (1 to 3)*");
         FluentActions.Invoking(() => KernelVersions.From(v => v == "DIFFUSION_KERNEL_VERSION_attention" ? "3" : null))
             .Should().Throw<DiffusionException>().WithMessage("DIFFUSION_KERNEL_VERSION_attention=3*attention.cu*");
     }

@@ -6,9 +6,11 @@ namespace Diffusion.Kernels.Backends.Cuda;
 /// <summary>
 /// The ops of <see cref="IBackend"/> as hand-written CUDA kernels (kernels/*.cu), compiled by NVRTC for the
 /// device at first use and launched through the driver API on one stream. Semantics match the CPU backend op for
-/// op; see each .cu file for its algorithm and versions.
+/// op; see each .cu file for its algorithm and versions. <see cref="CudaBackendOptions"/> picks kernel versions and
+/// half precision; <see cref="CaptureGraph"/> records a sequence of ops (a U-Net forward and a sampler step) as one
+/// CUDA graph to replay without per-kernel launch overhead.
 /// </summary>
-public sealed unsafe class CudaBackend : IBackend
+public sealed unsafe partial class CudaBackend : IBackend
 {
     private const string Conv2dFile = "conv2d.cu";
     private const string GroupNormFile = "group_norm.cu";
@@ -35,7 +37,13 @@ public sealed unsafe class CudaBackend : IBackend
 
     public string Name => "cuda";
 
-    public string DeviceDescription => _device.Properties + $", NVRTC {NvrtcVersion}";
+    public string DeviceDescription => _device.Properties + $", NVRTC {NvrtcVersion}" + (_versions.Conv2d == 3 ? ", fp16 tensor-core convolutions" : "");
+
+    /// <summary>The kernel versions this backend launches.</summary>
+    public KernelVersions Versions => _versions;
+
+    /// <summary>Theoretical peaks of the device, for benchmarks' "% of peak".</summary>
+    public DevicePeak Peak => DevicePeak.For(_device.Properties);
 
     internal DeviceProperties Properties => _device.Properties;
 
@@ -66,15 +74,32 @@ public sealed unsafe class CudaBackend : IBackend
     /// NVIDIA driver, cuInit fails, there is no such GPU, or NVRTC cannot be found.
     /// </summary>
     public static bool TryCreate(out CudaBackend? backend, out string reason, int ordinal = 0) =>
-        TryCreate(out backend, out reason, ordinal, KernelVersions.FromEnvironment());
+        TryCreate(out backend, out reason, new CudaBackendOptions { DeviceOrdinal = ordinal });
+
+    /// <summary>
+    /// As above with explicit options. False only when no GPU is usable; options the GPU cannot honour (half precision
+    /// before compute capability 8.0) throw a <see cref="DiffusionException"/> rather than silently falling back.
+    /// </summary>
+    public static bool TryCreate(out CudaBackend? backend, out string reason, CudaBackendOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return TryCreate(out backend, out reason, options.DeviceOrdinal, options.ResolveVersions());
+    }
 
     /// <summary>As above with explicit kernel versions (tests run every version against the reference).</summary>
     internal static bool TryCreate(out CudaBackend? backend, out string reason, int ordinal, KernelVersions versions)
     {
         backend = null;
+        versions.Validate();
         if (!CudaDevice.TryOpen(ordinal, out var device, out reason)) return false;
         try
         {
+            if (versions.Conv2d == 3 && device!.Properties.Architecture < 80)
+            {
+                throw new DiffusionException(
+                    $"half-precision convolutions (kernels/conv2d.cu version 3) use mma.sync m16n8k16, which needs compute capability 8.0 or newer; " +
+                    $"{device.Properties} does not have it");
+            }
             if (!NvrtcCompiler.TryLoad(out reason))
             {
                 device!.Dispose();
@@ -140,12 +165,56 @@ public sealed unsafe class CudaBackend : IBackend
         if (bias.Length != 0 && bias.Length != spec.OutChannels)
             throw new DiffusionException($"convolution {spec} needs {spec.OutChannels} biases, got {bias.Length}");
 
+        var biasBuffer = UploadBuffer(bias.Length == 0 ? new float[spec.OutChannels] : bias);
+        try
+        {
+            if (_versions.Conv2d == 3) return PrepareHalfConv2d(spec, weight, depth, biasBuffer);
+        }
+        catch
+        {
+            biasBuffer.Dispose();
+            throw;
+        }
         // (Cout, Cin·K·K) → (Cin·K·K, Cout): the layout conv2d.cu reads coalesced.
         var transposed = new float[weight.Length];
         for (int co = 0; co < spec.OutChannels; co++)
             for (int k = 0; k < depth; k++)
                 transposed[(long)k * spec.OutChannels + co] = weight[co * depth + k];
-        return new CudaConv2dWeights(spec, UploadBuffer(transposed), UploadBuffer(bias.Length == 0 ? new float[spec.OutChannels] : bias));
+        return new CudaConv2dWeights(spec, UploadBuffer(transposed), biasBuffer, half: false, paddedDepth: depth);
+    }
+
+    /// <summary>
+    /// conv2d version 3's layout: PyTorch's (Cout, Cin·K·K) rows kept, each rounded to fp16 (nearest-even, as
+    /// PyTorch's .half()) and zero-padded to a multiple of 32 values.
+    /// </summary>
+    private CudaConv2dWeights PrepareHalfConv2d(Conv2dSpec spec, ReadOnlySpan<float> weight, int depth, DeviceBuffer biasBuffer)
+    {
+        int padded = checked((depth + LaunchGeometry.ConvMmaDepthStep - 1) / LaunchGeometry.ConvMmaDepthStep * LaunchGeometry.ConvMmaDepthStep);
+        var halves = new ushort[(long)spec.OutChannels * padded];
+        for (int co = 0; co < spec.OutChannels; co++)
+            for (int k = 0; k < depth; k++)
+            {
+                float value = weight[co * depth + k];
+                if (!float.IsFinite(value) || Math.Abs(value) > (float)Half.MaxValue)
+                    throw new DiffusionException($"convolution {spec}: weight {value} at ({co}, {k}) does not fit in half precision");
+                halves[(long)co * padded + k] = BitConverter.HalfToUInt16Bits((Half)value);
+            }
+        Enter();
+        var buffer = new DeviceBuffer(_pool, Math.Max(1, halves.Length) * sizeof(ushort));
+        try
+        {
+            fixed (ushort* h = halves)
+            {
+                Check(CudaDriver.cuMemcpyHtoDAsync_v2(buffer.Pointer, h, (nuint)(halves.Length * sizeof(ushort)), _device.Stream),
+                    "cuMemcpyHtoDAsync_v2", $"uploading half-precision weights of {spec}");
+            }
+            return new CudaConv2dWeights(spec, buffer, biasBuffer, half: true, paddedDepth: padded);
+        }
+        catch
+        {
+            buffer.Dispose();
+            throw;
+        }
     }
 
     public LinearWeights PrepareLinear(int inFeatures, int outFeatures, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias)
@@ -196,7 +265,16 @@ public sealed unsafe class CudaBackend : IBackend
             (IntPtr)(&batch), (IntPtr)(&cin), (IntPtr)(&h), (IntPtr)(&width), (IntPtr)(&cout), (IntPtr)(&ho), (IntPtr)(&wo),
             (IntPtr)(&ks), (IntPtr)(&stride), (IntPtr)(&pad), (IntPtr)(&scale),
         };
-        if (_versions.Conv2d == 1)
+        if (w.IsHalf)
+        {
+            int kpad = w.PaddedDepth;
+            IntPtr* halfArgs = stackalloc IntPtr[18];
+            for (int i = 0; i < 17; i++) halfArgs[i] = args[i];
+            halfArgs[17] = (IntPtr)(&kpad);
+            string entry = ks switch { 1 => "conv2d_v3_k1", 3 => "conv2d_v3_k3", _ => "conv2d_v3_kn" };
+            LaunchKernel(Conv2dFile, entry, LaunchGeometry.Conv2dTensorCore(batch, ho * wo, cout), halfArgs);
+        }
+        else if (_versions.Conv2d == 1)
         {
             LaunchKernel(Conv2dFile, "conv2d_v1", LaunchGeometry.Elementwise(ty.Length, Properties), args);
         }
@@ -502,6 +580,15 @@ public sealed unsafe class CudaBackend : IBackend
     private void CopyToDevice(ulong destination, ReadOnlySpan<float> values)
     {
         if (values.IsEmpty) return;
+        if (_capture is { } graph)
+        {
+            // A graph cannot copy from pageable memory: the values go to pinned memory the graph owns, and every
+            // replay copies these same values again.
+            IntPtr pinned = graph.Stage(values);
+            Check(CudaDriver.cuMemcpyHtoDAsync_v2(destination, (void*)pinned, (nuint)(values.Length * sizeof(float)), _device.Stream),
+                "cuMemcpyHtoDAsync_v2", $"capturing an upload of {values.Length} values");
+            return;
+        }
         fixed (float* s = values)
         {
             // From pageable memory the call returns once the driver has staged the data, so the span may be reused.

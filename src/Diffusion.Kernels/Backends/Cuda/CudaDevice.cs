@@ -98,8 +98,17 @@ internal sealed unsafe class CudaDevice : IDisposable
             Attribute(device, CudaDeviceAttribute.MaxSharedMemoryPerBlock),
             Attribute(device, CudaDeviceAttribute.MaxSharedMemoryPerBlockOptin),
             Attribute(device, CudaDeviceAttribute.WarpSize),
-            (long)total);
+            (long)total)
+        {
+            ClockKHz = OptionalAttribute(device, CudaDeviceAttribute.ClockRate),
+            MemoryClockKHz = OptionalAttribute(device, CudaDeviceAttribute.MemoryClockRate),
+            MemoryBusWidthBits = OptionalAttribute(device, CudaDeviceAttribute.GlobalMemoryBusWidth),
+        };
     }
+
+    /// <summary>Attributes only benchmarks use (clocks are deprecated in newer CUDA): 0 rather than a failure.</summary>
+    private static int OptionalAttribute(int device, CudaDeviceAttribute attribute) =>
+        CudaDriver.cuDeviceGetAttribute(out int value, attribute, device) == 0 ? value : 0;
 
     private static int Attribute(int device, CudaDeviceAttribute attribute)
     {

@@ -37,3 +37,6 @@ public sealed class KernelCompileException : DiffusionException
 
     public string Log { get; }
 }
+
+/// <summary>Work issued while capturing a CUDA graph did something a graph cannot hold (e.g. needed new device memory).</summary>
+public sealed class GraphCaptureException(string message) : DiffusionException(message);

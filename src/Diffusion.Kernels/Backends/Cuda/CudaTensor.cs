@@ -65,12 +65,20 @@ internal sealed class CudaTensor : DeviceTensor
     }
 }
 
-/// <summary>Convolution weights transposed to (Cin·K·K, Cout) — see kernels/conv2d.cu — and the bias.</summary>
-internal sealed class CudaConv2dWeights(Conv2dSpec spec, DeviceBuffer weight, DeviceBuffer bias) : Conv2dWeights(spec)
+/// <summary>
+/// Convolution weights as kernels/conv2d.cu reads them, and the bias: float32 transposed to (Cin·K·K, Cout) for
+/// versions 1 and 2; for version 3 fp16 rows (Cout, <see cref="PaddedDepth"/>), the reduction zero-padded to a
+/// multiple of 32 so the kernel loads whole 16-byte chunks without bounds checks.
+/// </summary>
+internal sealed class CudaConv2dWeights(Conv2dSpec spec, DeviceBuffer weight, DeviceBuffer bias, bool half, int paddedDepth) : Conv2dWeights(spec)
 {
     public ulong Weight => weight.Pointer;
 
     public ulong Bias => bias.Pointer;
+
+    public bool IsHalf { get; } = half;
+
+    public int PaddedDepth { get; } = paddedDepth;
 
     protected override void Dispose(bool disposing)
     {

@@ -6,6 +6,8 @@ namespace Diffusion.Kernels.Backends.Cuda;
 /// per-size free lists and handed out again. Reuse is safe without events because every op runs in order on the
 /// backend's single stream: a block returned by one op is only written by ops issued after it.
 /// When the driver runs out of memory the cached blocks are released and the allocation retried once.
+/// While a CUDA graph is being captured the pool must not call the driver at all (a warm-up run fills it first),
+/// and the blocks the captured work used are withdrawn from reuse afterwards: the graph writes them on every replay.
 /// The driver calls are injected so the bookkeeping can be tested without a GPU.
 /// </summary>
 internal sealed class DeviceMemoryPool(Func<long, ulong> allocate, Action<ulong> free) : IDisposable
@@ -16,6 +18,7 @@ internal sealed class DeviceMemoryPool(Func<long, ulong> allocate, Action<ulong>
 
     private readonly object _gate = new();
     private readonly Dictionary<long, Stack<ulong>> _cached = [];
+    private HashSet<ulong>? _capturing;
     private bool _disposed;
 
     /// <summary>Bytes handed out and not yet returned.</summary>
@@ -51,10 +54,18 @@ internal sealed class DeviceMemoryPool(Func<long, ulong> allocate, Action<ulong>
                 pointer = stack.Pop();
                 BytesCached -= size;
             }
+            else if (_capturing != null)
+            {
+                throw new GraphCaptureException(
+                    $"{CudaErrors.FormatBytes(size)} of device memory was needed while capturing a CUDA graph, and the pool had no free " +
+                    "block of that size; warm the pool up by running the captured work once before capturing (CudaBackend.CaptureGraph does unless told not to), " +
+                    "and allocate the tensors the graph reads and writes before capture");
+            }
             else
             {
                 pointer = AllocateFromDriver(size);
             }
+            _capturing?.Add(pointer);
             BytesInUse += size;
             BlocksInUse++;
             return pointer;
@@ -72,6 +83,46 @@ internal sealed class DeviceMemoryPool(Func<long, ulong> allocate, Action<ulong>
             BytesCached += size;
             BytesInUse -= size;
             BlocksInUse--;
+        }
+    }
+
+    /// <summary>From now until <see cref="EndCapture"/>, renting only reuses cached blocks and remembers which.</summary>
+    public void BeginCapture()
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_capturing != null) throw new InvalidOperationException("a graph capture is already in progress");
+            _capturing = [];
+        }
+    }
+
+    /// <summary>
+    /// Ends capture mode and withdraws every block the captured work rented and has since returned: they are the
+    /// graph's workspace, counted as in use until the caller hands them back with <see cref="Return"/>.
+    /// Blocks still held by tensors stay with those tensors.
+    /// </summary>
+    public List<(ulong Pointer, long Size)> EndCapture()
+    {
+        lock (_gate)
+        {
+            var touched = _capturing ?? [];
+            _capturing = null;
+            var reserved = new List<(ulong, long)>();
+            foreach (var (size, stack) in _cached)
+            {
+                var keep = stack.Where(p => !touched.Contains(p)).Reverse().ToArray();
+                foreach (ulong pointer in stack.Where(touched.Contains)) reserved.Add((pointer, size));
+                stack.Clear();
+                foreach (ulong pointer in keep) stack.Push(pointer);
+            }
+            foreach (var (_, size) in reserved)
+            {
+                BytesCached -= size;
+                BytesInUse += size;
+                BlocksInUse++;
+            }
+            return reserved;
         }
     }
 

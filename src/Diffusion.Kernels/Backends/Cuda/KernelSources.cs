@@ -25,7 +25,10 @@ internal static class KernelSources
         string? explicitDir = Environment.GetEnvironmentVariable("DIFFUSION_KERNELS_DIR");
         if (!string.IsNullOrEmpty(explicitDir)) yield return explicitDir;
         yield return Path.Combine(AppContext.BaseDirectory, "kernels");
+        // Location is empty inside a single-file app; the base directory above already covers that case.
+#pragma warning disable IL3000
         string? assemblyDir = Path.GetDirectoryName(typeof(KernelSources).Assembly.Location);
+#pragma warning restore IL3000
         if (!string.IsNullOrEmpty(assemblyDir)) yield return Path.Combine(assemblyDir, "kernels");
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory).Parent; dir != null; dir = dir.Parent)
             yield return Path.Combine(dir.FullName, "kernels");

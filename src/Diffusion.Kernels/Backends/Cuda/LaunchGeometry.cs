@@ -16,6 +16,9 @@ internal static class LaunchGeometry
     internal const int ConvTileChannels = 64;   // conv2d.cu BM
     internal const int ConvTilePixels = 64;     // conv2d.cu BN
     internal const int ConvThreads = 256;       // conv2d.cu THREADS
+    internal const int ConvMmaTile = 64;        // conv2d.cu conv2d_mma::BM and BN
+    internal const int ConvMmaThreads = 128;    // conv2d.cu conv2d_mma::THREADS
+    internal const int ConvMmaDepthStep = 32;   // conv2d.cu conv2d_mma::BK: half weights are padded to a multiple
     internal const int AttentionKeyTile = 32;   // attention.cu KT
     internal const int AttentionChunk = 32;     // attention.cu DC
     internal const int LinearThreads = 256;     // 8 warps, one output each
@@ -39,6 +42,16 @@ internal static class LaunchGeometry
         long gridY = (outChannels + ConvTileChannels - 1) / ConvTileChannels;
         if (gridY > 65535) throw new DiffusionException($"conv2d: {outChannels} output channels exceed the kernel's grid limit");
         return new Launch((uint)gridX, (uint)gridY, 1, ConvThreads);
+    }
+
+    /// <summary>conv2d_v3: one block of 4 warps per 64 × 64 tile of (output pixels over the batch) × (output channels).</summary>
+    public static Launch Conv2dTensorCore(int batch, int outputPixels, int outChannels)
+    {
+        long columns = (long)batch * outputPixels;
+        long gridX = (columns + ConvMmaTile - 1) / ConvMmaTile;
+        long gridY = (outChannels + ConvMmaTile - 1) / ConvMmaTile;
+        if (gridY > 65535) throw new DiffusionException($"conv2d: {outChannels} output channels exceed the kernel's grid limit");
+        return new Launch((uint)gridX, (uint)gridY, 1, ConvMmaThreads);
     }
 
     /// <summary>group_norm_v2: one block per (image, group), threads matched to the group size (at most 256).</summary>

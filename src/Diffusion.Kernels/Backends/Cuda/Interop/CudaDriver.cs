@@ -60,6 +60,7 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Library)] internal static partial int cuGraphLaunch(IntPtr graphExec, IntPtr stream);
     [LibraryImport(Library)] internal static partial int cuGraphExecDestroy(IntPtr graphExec);
     [LibraryImport(Library)] internal static partial int cuGraphDestroy(IntPtr graph);
+    [LibraryImport(Library)] internal static partial int cuGraphExecUpdate_v2(IntPtr graphExec, IntPtr graph, out GraphExecUpdateResultInfo resultInfo);
 
     [LibraryImport(Library)] internal static partial int cuGetErrorName(int error, out IntPtr name);
     [LibraryImport(Library)] internal static partial int cuGetErrorString(int error, out IntPtr description);
@@ -72,7 +73,10 @@ internal enum CudaDeviceAttribute
     MaxSharedMemoryPerBlock = 8,
     WarpSize = 10,
     MaxRegistersPerBlock = 12,
+    ClockRate = 13,
     MultiprocessorCount = 16,
+    MemoryClockRate = 36,
+    GlobalMemoryBusWidth = 37,
     MaxThreadsPerMultiprocessor = 39,
     ComputeCapabilityMajor = 75,
     ComputeCapabilityMinor = 76,
@@ -88,4 +92,23 @@ internal enum CudaFunctionAttribute
     LocalSizeBytes = 3,
     NumRegisters = 4,
     MaxDynamicSharedSizeBytes = 8,
+}
+
+/// <summary>CUgraphExecUpdateResultInfo (CUDA 12+): why an executable graph could not take a new graph's parameters.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct GraphExecUpdateResultInfo
+{
+    public int Result;
+    public IntPtr ErrorNode;
+    public IntPtr ErrorFromNode;
+}
+
+/// <summary>CUstreamCaptureMode values from cuda.h.</summary>
+internal static class StreamCaptureMode
+{
+    /// <summary>
+    /// Relaxed: this thread may still make calls that are unsafe during capture (pinned-host allocation for staging
+    /// uploads). The backend enforces the rule that matters itself: no device allocation while capturing.
+    /// </summary>
+    public const int Relaxed = 2;
 }
