@@ -44,24 +44,25 @@ public static class GenerateCommand
         var noise = new Option<string?>("--noise") { Description = "safetensors file with the initial unit-variance noise (B, C, H, W): tensor 'sample' or its only tensor" };
         var saveTensor = new Option<string?>("--save-tensor") { Description = "also write the final samples (B, C, H, W), float32, as tensor 'sample' of this safetensors file" };
         var output = new Option<string>("--out") { Description = "PNG to write", DefaultValueFactory = _ => "generated.png" };
+        var scale = new Option<int?>("--scale") { Description = "enlarge each image N× (nearest neighbour) in the PNG (default: at least 128 pixels wide; 1 keeps the model's size)" };
         var force = CliOptions.Force();
         var verbose = CliOptions.Verbose();
 
         var command = new Command("generate", "Generate images from noise with a diffusion U-Net.")
         {
-            model, sampler, steps, eta, seed, batch, device, noise, saveTensor, output, force, verbose,
+            model, sampler, steps, eta, seed, batch, device, noise, saveTensor, output, scale, force, verbose,
         };
         command.SetAction((parse, ct) => CliErrors.Run(parse.GetValue(verbose), () => Generate(new Request(
             parse.GetValue(model), parse.GetValue(sampler), parse.GetValue(steps), parse.GetValue(eta), parse.GetValue(seed),
             parse.GetValue(batch), parse.GetValue(device), parse.GetValue(noise), parse.GetValue(saveTensor),
-            parse.GetValue(output)!, parse.GetValue(force), parse.GetValue(verbose)), Console.Error, ct)));
+            parse.GetValue(output)!, parse.GetValue(scale), parse.GetValue(force), parse.GetValue(verbose)), Console.Error, ct)));
         return command;
     }
 
     /// <summary>The parsed command line; null means "not given".</summary>
     public sealed record Request(
         string? Model, SamplerKind Sampler, int? Steps, double Eta, ulong? Seed, int? Batch, DeviceKind Device,
-        string? Noise, string? SaveTensor, string Out, bool Force, bool Verbose);
+        string? Noise, string? SaveTensor, string Out, int? Scale, bool Force, bool Verbose);
 
     /// <summary>Runs the command; status, progress and errors (one line each) go to <paramref name="log"/>.</summary>
     public static int Run(Request request, TextWriter log, CancellationToken cancellationToken)
@@ -129,7 +130,8 @@ public static class GenerateCommand
                 ["seed"] = seed.ToString(CultureInfo.InvariantCulture),
             });
         }
-        Png.Save(request.Out, samples, overwrite: request.Force);
+        Png.Save(request.Out, samples, overwrite: request.Force,
+            scale: request.Scale ?? ImageGrid.ReadableScale(samples.Shape[2], samples.Shape[3]));
         log.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"wrote {request.Out}: {samples.Shape[0]} image(s) of {samples.Shape[1]}×{samples.Shape[2]}×{samples.Shape[3]} in {clock.Elapsed.TotalSeconds:0.0} s"));
         return ExitCodes.Success;

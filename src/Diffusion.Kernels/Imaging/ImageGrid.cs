@@ -14,18 +14,28 @@ public static class ImageGrid
 
     public const byte GutterValue = 255;
 
-    /// <summary>Converts one sample (C, H, W), or tiles a batch (B, C, H, W) into ⌈√B⌉ columns.</summary>
-    public static Image8 FromSamples(HostTensor samples)
+    public const int MaxScale = 16;
+
+    /// <summary>The scale that shows a sample at least 128 pixels wide: 4 for 32×32 models, 1 from 128 up.</summary>
+    public static int ReadableScale(int height, int width) => Math.Clamp((128 + Math.Max(height, width) - 1) / Math.Max(1, Math.Max(height, width)), 1, 8);
+
+    /// <summary>
+    /// Converts one sample (C, H, W), or tiles a batch (B, C, H, W) into ⌈√B⌉ columns. Each sample pixel becomes a
+    /// <paramref name="scale"/>×<paramref name="scale"/> block (nearest neighbour), so 32×32 samples can be seen.
+    /// </summary>
+    public static Image8 FromSamples(HostTensor samples, int scale = 1)
     {
         ArgumentNullException.ThrowIfNull(samples);
+        if (scale is < 1 or > MaxScale) throw new DiffusionException($"the image scale must lie in 1..{MaxScale}, got {scale}");
         var shape = samples.Shape;
         if (shape.Length is not (3 or 4))
             throw new DiffusionException($"an image needs a (C, H, W) or (B, C, H, W) tensor, got ({string.Join(", ", shape)})");
         int batch = shape.Length == 4 ? shape[0] : 1;
-        int channels = shape[^3], height = shape[^2], width = shape[^1];
+        int channels = shape[^3], sampleHeight = shape[^2], sampleWidth = shape[^1];
+        int height = checked(sampleHeight * scale), width = checked(sampleWidth * scale);
         if (channels is not (1 or 3))
             throw new DiffusionException($"an image needs 1 (gray) or 3 (RGB) channels, got {channels}");
-        if (batch < 1 || height < 1 || width < 1)
+        if (batch < 1 || sampleHeight < 1 || sampleWidth < 1)
             throw new DiffusionException($"cannot make an image of an empty tensor ({string.Join(", ", shape)})");
 
         var (columns, rows) = Layout(batch);
@@ -34,7 +44,7 @@ public static class ImageGrid
         var pixels = new byte[checked(gridWidth * gridHeight * channels)];
         Array.Fill(pixels, GutterValue);
 
-        int plane = height * width;
+        int plane = sampleHeight * sampleWidth;
         for (int b = 0; b < batch; b++)
         {
             int left = b % columns * (width + Gutter), top = b / columns * (height + Gutter);
@@ -45,7 +55,7 @@ public static class ImageGrid
                 {
                     int pixel = ((top + y) * gridWidth + left + x) * channels;
                     for (int c = 0; c < channels; c++)
-                        pixels[pixel + c] = ToByte(samples.Data[sampleStart + c * plane + y * width + x]);
+                        pixels[pixel + c] = ToByte(samples.Data[sampleStart + c * plane + y / scale * sampleWidth + x / scale]);
                 }
             }
         }

@@ -13,9 +13,12 @@ public static class Png
 {
     private static ReadOnlySpan<byte> Signature => [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
 
-    /// <summary>Writes the samples (a grid when batched) to <paramref name="path"/> atomically (see <see cref="AtomicFile"/>).</summary>
-    public static void Save(string path, HostTensor samples, bool overwrite = true) =>
-        AtomicFile.WriteAllBytes(path, Encode(ImageGrid.FromSamples(samples)), overwrite);
+    /// <summary>
+    /// Writes the samples (a grid when batched, each pixel a <paramref name="scale"/>² block) to
+    /// <paramref name="path"/> atomically (see <see cref="AtomicFile"/>).
+    /// </summary>
+    public static void Save(string path, HostTensor samples, bool overwrite = true, int scale = 1) =>
+        AtomicFile.WriteAllBytes(path, Encode(ImageGrid.FromSamples(samples, scale)), overwrite);
 
     public static byte[] Encode(Image8 image)
     {

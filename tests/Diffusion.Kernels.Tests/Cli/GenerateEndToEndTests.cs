@@ -28,14 +28,14 @@ public sealed class GenerateEndToEndTests : IDisposable
         string png = Path.Combine(_folder, "out.png"), tensor = Path.Combine(_folder, "out.safetensors");
 
         var run = DiffuseProcess.Run("generate", "--model", DefaultModel, "--scheduler", scheduler, "--steps", steps,
-            "--batch", "3", "--seed", "11", "--device", "cpu", "--out", png, "--save-tensor", tensor);
+            "--batch", "3", "--seed", "11", "--device", "cpu", "--scale", "2", "--out", png, "--save-tensor", tensor);
 
         run.ExitCode.Should().Be(0, run.StandardError);
         using var file = SafetensorsFile.Open(tensor);
         var samples = file.ReadTensor("sample");
         samples.Shape.Should().Equal(3, 1, 32, 32);
         samples.Data.Should().OnlyContain(v => float.IsFinite(v));
-        File.ReadAllBytes(png).Should().Equal(Png.Encode(ImageGrid.FromSamples(samples)));
+        File.ReadAllBytes(png).Should().Equal(Png.Encode(ImageGrid.FromSamples(samples, scale: 2)));
         Directory.GetFiles(_folder).Should().HaveCount(2, "no temporary files are left behind");
     }
 

@@ -68,4 +68,36 @@ public class ImageGridTests
         var act = () => ImageGrid.FromSamples(new HostTensor(shape));
         act.Should().Throw<DiffusionException>();
     }
+
+    [Fact]
+    public void Scaling_repeats_each_sample_pixel_as_a_block()
+    {
+        // A 2×3 gray sample with distinct values, shown 3× larger.
+        var sample = new HostTensor([1, 1, 2, 3], [-1f, -0.5f, 0f, 0.25f, 0.5f, 1f]);
+
+        var image = ImageGrid.FromSamples(sample, scale: 3);
+
+        image.Width.Should().Be(9);
+        image.Height.Should().Be(6);
+        for (int y = 0; y < 6; y++)
+            for (int x = 0; x < 9; x++)
+                image.Pixels[y * 9 + x].Should().Be(ImageGrid.ToByte(sample.Data[y / 3 * 3 + x / 3]), $"pixel ({x}, {y})");
+    }
+
+    [Theory]
+    [InlineData(32, 4)]
+    [InlineData(28, 5)]
+    [InlineData(128, 1)]
+    [InlineData(512, 1)]
+    public void The_default_scale_shows_samples_at_least_128_pixels_wide(int size, int scale) =>
+        ImageGrid.ReadableScale(size, size).Should().Be(scale);
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(17)]
+    public void Scales_outside_1_to_16_are_refused(int scale)
+    {
+        var act = () => ImageGrid.FromSamples(new HostTensor([1, 1, 2, 2], [0f, 0f, 0f, 0f]), scale);
+        act.Should().Throw<DiffusionException>().WithMessage("*scale*");
+    }
 }

@@ -18,7 +18,7 @@ public sealed class GenerateCommandTests : IDisposable
 
     private GenerateCommand.Request Request(string? model = null, string? noise = null, int? batch = null, bool force = false, string? saveTensor = null) =>
         new(model ?? Path.Combine(_folder, "no-model"), SamplerKind.Ddim, null, 0, 1, batch, DeviceKind.Cpu, noise, saveTensor,
-            Path.Combine(_folder, "out.png"), force, Verbose: false);
+            Path.Combine(_folder, "out.png"), Scale: null, force, Verbose: false);
 
     private (int Code, string Log) Run(GenerateCommand.Request request)
     {
