@@ -1,5 +1,3 @@
-using Diffusion.Kernels.Backends;
-
 namespace Diffusion.Kernels.Sampling;
 
 /// <summary>
@@ -50,17 +48,7 @@ public sealed class DdpmScheduler : Scheduler
             : Variance == VarianceType.FixedLarge ? Math.Sqrt(currentBeta)
             : Math.Sqrt(Math.Max(betaProdPrev / betaProd * currentBeta, 1e-20));
 
-        var coefficients = new SamplerStepCoefficients(
-            X0FromSample: (float)x0FromSample,
-            X0FromModel: (float)x0FromModel,
-            ClipRange: ClipRange(Config, clipByDefault: true),
-            EpsFromSample: 0,
-            EpsFromModel: 0,
-            NextFromX0: (float)fromX0,
-            NextFromEps: 0,
-            NextFromSample: (float)fromSample,
-            NextFromPrevX0: 0,
-            NextFromNoise: (float)std);
+        var coefficients = X0Step(x0FromSample, x0FromModel, ClipRange(Config, clipByDefault: true), fromX0, fromSample, fromNoise: std);
         return new SamplerStepPlan(_modelTimesteps[index], 1f, coefficients, noisy, UsesPreviousX0: false);
     }
 }

@@ -1,5 +1,3 @@
-using Diffusion.Kernels.Backends;
-
 namespace Diffusion.Kernels.Sampling;
 
 /// <summary>
@@ -76,17 +74,7 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
             }
         }
 
-        var coefficients = new SamplerStepCoefficients(
-            X0FromSample: (float)x0FromSample,
-            X0FromModel: (float)x0FromModel,
-            ClipRange: float.PositiveInfinity,
-            EpsFromSample: 0,
-            EpsFromModel: 0,
-            NextFromX0: (float)fromX0,
-            NextFromEps: 0,
-            NextFromSample: (float)fromSample,
-            NextFromPrevX0: (float)fromPrevX0,
-            NextFromNoise: 0);
+        var coefficients = X0Step(x0FromSample, x0FromModel, float.PositiveInfinity, fromX0, fromSample, fromPrevX0);
         return new SamplerStepPlan(_modelTimesteps[index], 1f, coefficients, NeedsNoise: false, UsesPreviousX0: fromPrevX0 != 0);
     }
 

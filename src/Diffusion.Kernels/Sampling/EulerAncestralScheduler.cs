@@ -1,5 +1,3 @@
-using Diffusion.Kernels.Backends;
-
 namespace Diffusion.Kernels.Sampling;
 
 /// <summary>
@@ -60,17 +58,7 @@ public sealed class EulerAncestralScheduler : Scheduler
         // x + (x − x0)·(σ_down − σ)/σ, regrouped into one coefficient per tensor.
         double k = (sigmaDown - sigma) / sigma;
 
-        var coefficients = new SamplerStepCoefficients(
-            X0FromSample: (float)x0FromSample,
-            X0FromModel: (float)x0FromModel,
-            ClipRange: float.PositiveInfinity,
-            EpsFromSample: 0,
-            EpsFromModel: 0,
-            NextFromX0: (float)-k,
-            NextFromEps: 0,
-            NextFromSample: (float)(1 + k),
-            NextFromPrevX0: 0,
-            NextFromNoise: (float)sigmaUp);
+        var coefficients = X0Step(x0FromSample, x0FromModel, float.PositiveInfinity, fromX0: -k, fromSample: 1 + k, fromNoise: sigmaUp);
         return new SamplerStepPlan(_timesteps[index], (float)(1 / Math.Sqrt(sigma * sigma + 1)), coefficients,
             NeedsNoise: sigmaUp > 0, UsesPreviousX0: false);
     }

@@ -152,6 +152,23 @@ public abstract class Scheduler
         };
     }
 
+    /// <summary>
+    /// The step of a sampler that moves from its x0 prediction alone, with no ε term: next = a·x0 + b·x + c·x0_prev + d·z
+    /// (DDPM, DPM-Solver++, Euler ancestral). Scalars are computed in float64 and rounded once here.
+    /// </summary>
+    protected static SamplerStepCoefficients X0Step(double x0FromSample, double x0FromModel, float clipRange,
+        double fromX0, double fromSample, double fromPrevX0 = 0, double fromNoise = 0) => new(
+        X0FromSample: (float)x0FromSample,
+        X0FromModel: (float)x0FromModel,
+        ClipRange: clipRange,
+        EpsFromSample: 0,
+        EpsFromModel: 0,
+        NextFromX0: (float)fromX0,
+        NextFromEps: 0,
+        NextFromSample: (float)fromSample,
+        NextFromPrevX0: (float)fromPrevX0,
+        NextFromNoise: (float)fromNoise);
+
     protected static float ClipRange(SchedulerConfig config, bool clipByDefault) =>
         (config.ClipSample ?? clipByDefault) ? (float)config.ClipSampleRange : float.PositiveInfinity;
 }

@@ -9,51 +9,65 @@ public class UnetCommandTests
     [Fact]
     public void Diffuse_unet_reproduces_the_pytorch_output()
     {
-        var golden = Golden.Load("unet_tiny");
-        using var folder = new TemporaryModelFolder(golden.ConfigPath, golden.Weights, SafetensorsDType.F32);
-        string input = Path.Combine(folder.Path, "input.safetensors");
-        string output = Path.Combine(folder.Path, "output.safetensors");
-        SafetensorsWriter.Write(input, [new("sample", golden.Sample)]);
+        using var model = new TinyUnetFolder();
+        string output = model.PathOf("output.safetensors");
 
-        var run = DiffuseProcess.Run("unet", "--model", folder.Path, "--input", input,
-            "--timestep", string.Join(',', golden.Timesteps.Select(t => t.ToString("R", System.Globalization.CultureInfo.InvariantCulture))),
-            "--out", output, "--device", "cpu");
+        var run = model.Run(string.Join(',', model.Golden.Timesteps.Select(t => t.ToString("R", System.Globalization.CultureInfo.InvariantCulture))),
+            output);
 
         run.ExitCode.Should().Be(0, run.StandardError);
         using var file = SafetensorsFile.Open(output);
-        UNet2DParityTests.MaxAbsDifference(file.ReadTensor("sample"), golden.Output).Should().BeLessThanOrEqualTo(1e-4f);
+        UNet2DParityTests.MaxAbsDifference(file.ReadTensor("sample"), model.Golden.Output).Should().BeLessThanOrEqualTo(1e-4f);
     }
 
     [Fact]
     public void A_timestep_count_that_fits_neither_rule_is_a_usage_error()
     {
-        var golden = Golden.Load("unet_tiny");
-        using var folder = new TemporaryModelFolder(golden.ConfigPath, golden.Weights, SafetensorsDType.F32);
-        string input = Path.Combine(folder.Path, "input.safetensors");
-        SafetensorsWriter.Write(input, [new("sample", golden.Sample)]);
+        using var model = new TinyUnetFolder();
+        string output = model.PathOf("o.safetensors");
 
-        var run = DiffuseProcess.Run("unet", "--model", folder.Path, "--input", input, "--timestep", "1,2",
-            "--out", Path.Combine(folder.Path, "o.safetensors"), "--device", "cpu");
+        var run = model.Run("1,2", output);
 
         run.ExitCode.Should().Be(2);
         run.StandardError.Should().Contain("--timestep").And.Contain("3");
-        File.Exists(Path.Combine(folder.Path, "o.safetensors")).Should().BeFalse();
+        File.Exists(output).Should().BeFalse();
     }
 
     [Fact]
     public void An_existing_output_is_kept_unless_forced()
     {
-        var golden = Golden.Load("unet_tiny");
-        using var folder = new TemporaryModelFolder(golden.ConfigPath, golden.Weights, SafetensorsDType.F32);
-        string input = Path.Combine(folder.Path, "input.safetensors");
-        string output = Path.Combine(folder.Path, "existing.safetensors");
-        SafetensorsWriter.Write(input, [new("sample", golden.Sample)]);
+        using var model = new TinyUnetFolder();
+        string output = model.PathOf("existing.safetensors");
         File.WriteAllText(output, "keep me");
 
-        var run = DiffuseProcess.Run("unet", "--model", folder.Path, "--input", input, "--timestep", "10",
-            "--out", output, "--device", "cpu");
+        var run = model.Run("10", output);
 
         run.ExitCode.Should().Be(5);
         File.ReadAllText(output).Should().Be("keep me");
+    }
+
+    /// <summary>The tiny golden U-Net in a temporary model folder, its input sample written beside it.</summary>
+    private sealed class TinyUnetFolder : IDisposable
+    {
+        private readonly TemporaryModelFolder _folder;
+        private readonly string _input;
+
+        public TinyUnetFolder()
+        {
+            Golden = Golden.Load("unet_tiny");
+            _folder = new TemporaryModelFolder(Golden.ConfigPath, Golden.Weights, SafetensorsDType.F32);
+            _input = PathOf("input.safetensors");
+            SafetensorsWriter.Write(_input, [new("sample", Golden.Sample)]);
+        }
+
+        public Golden Golden { get; }
+
+        public string PathOf(string fileName) => Path.Combine(_folder.Path, fileName);
+
+        /// <summary><c>diffuse unet</c> on the CPU with the golden input.</summary>
+        public DiffuseProcess.Result Run(string timesteps, string output) =>
+            DiffuseProcess.Run("unet", "--model", _folder.Path, "--input", _input, "--timestep", timesteps, "--out", output, "--device", "cpu");
+
+        public void Dispose() => _folder.Dispose();
     }
 }

@@ -3,7 +3,7 @@ using Diffusion.Kernels.Backends.Cuda;
 using Diffusion.Kernels.Models;
 using Diffusion.Kernels.Tests.Models;
 using FluentAssertions;
-using static Diffusion.Kernels.Tests.Cuda.Float64Reference;
+using static Diffusion.Kernels.Tests.Kernels.KernelCheck;
 
 namespace Diffusion.Kernels.Tests.Cuda;
 
@@ -78,8 +78,8 @@ public sealed class HalfPrecisionAndGraphUnitTests
 /// <summary>
 /// Half-precision convolution and CUDA graphs on a real GPU (skipped without one; NOT yet run — this task had no
 /// GPU). Half tolerance: inputs and weights are rounded to 11 significant bits (unit roundoff 2⁻¹¹ ≈ 4.9e-4) and
-/// accumulated in float32, so the normalised error of a long dot product sits near 5e-4; 3e-3 fails on any
-/// indexing mistake (which gives errors of order 1) and passes honest rounding.
+/// accumulated in float32, so the normalised error (<see cref="KernelCheck.NormalisedError"/>) of a long dot product
+/// sits near 5e-4; 3e-3 fails on any indexing mistake (which gives errors of order 1) and passes honest rounding.
 /// </summary>
 public sealed class CudaHalfPrecisionAndGraphTests
 {
@@ -100,27 +100,10 @@ public sealed class CudaHalfPrecisionAndGraphTests
     [MemberData(nameof(ConvCases))]
     public void Half_precision_conv2d_matches_reference(int cin, int cout, int k, int stride, int padBegin, int padEnd, int size, int batch)
     {
-        var b = CudaGpu.Require(CudaGpu.Half);
-        var rng = new Random(cin * 1000 + cout * 10 + k + stride);
-        var spec = new Conv2dSpec(cin, cout, k, stride, padBegin, padEnd);
-        int o = spec.OutputSize(size);
-        float[] x = Random(rng, batch * cin * size * size), w = Random(rng, cout * cin * k * k, 0.2f), bias = Random(rng, cout);
-        float[] channelBias = Random(rng, batch * cout), residual = Random(rng, batch * cout * o * o);
-
-        using var weights = b.PrepareConv2d(spec, w, bias);
-        using var tx = b.Upload(x, batch, cin, size, size);
-        using var tcb = b.Upload(channelBias, batch, cout);
-        using var tres = b.Upload(residual, batch, cout, o, o);
-        using var plain = b.Allocate(batch, cout, o, o);
-        using var fused = b.Allocate(batch, cout, o, o);
-        b.Conv2d(tx, weights, plain);
-        b.Conv2d(tx, weights, fused, new Conv2dEpilogue(tcb, tres, 0.5f));
-
-        double plainError = NormalisedError(Download(b, plain), Conv2d(x, batch, cin, size, size, w, bias, cout, k, stride, padBegin, padEnd, null, null, 1f));
-        plainError.Should().BeLessThan(HalfTolerance);
-        plainError.Should().BeGreaterThan(1e-6, "the values really went through half precision (else the fp32 kernel ran)");
-        NormalisedError(Download(b, fused), Conv2d(x, batch, cin, size, size, w, bias, cout, k, stride, padBegin, padEnd, channelBias, residual, 0.5f))
-            .Should().BeLessThan(HalfTolerance);
+        var (plain, fused) = CudaConvCheck.Errors(CudaGpu.Require(CudaGpu.Half), new Conv2dSpec(cin, cout, k, stride, padBegin, padEnd), size, batch);
+        plain.Should().BeLessThan(HalfTolerance);
+        plain.Should().BeGreaterThan(1e-6, "the values really went through half precision (else the fp32 kernel ran)");
+        fused.Should().BeLessThan(HalfTolerance);
     }
 
     [Fact]
@@ -144,7 +127,7 @@ public sealed class CudaHalfPrecisionAndGraphTests
         {
             var shape = golden.Sample.Shape;
             using var x = b.Upload(golden.Sample.Data, shape);
-            using var noise = b.Upload(Random(new Random(4), golden.Sample.Data.Length), shape);
+            using var noise = b.Upload(Random(4, golden.Sample.Data.Length), shape);
             using var output = b.Allocate(net.OutputShape(shape));
             using var next = b.Allocate(shape);
             var coefficients = new SamplerStepCoefficients(1.1f, -0.3f, 1f, 0.2f, 0.9f, 0.7f, 0.2f, 0.1f, 0f, 0.05f);
@@ -184,7 +167,7 @@ public sealed class CudaHalfPrecisionAndGraphTests
     public void Capturing_without_warm_up_names_the_missing_memory()
     {
         var b = CudaGpu.Require();
-        using var x = b.Upload(Random(new Random(1), 3 * 77 * 5), 3, 77, 5, 1);
+        using var x = b.Upload(Random(1, 3 * 77 * 5), 3, 77, 5, 1);
         FluentActions.Invoking(() => b.CaptureGraph(() =>
             {
                 using var fresh = b.Allocate(7, 1234, 17, 3); // a size the pool has never seen
@@ -194,12 +177,5 @@ public sealed class CudaHalfPrecisionAndGraphTests
         // The stream left capture mode: ordinary work still runs.
         b.SiLU(x, x);
         b.Synchronize();
-    }
-
-    private static float[] Download(IBackend b, DeviceTensor t)
-    {
-        var data = new float[t.Length];
-        b.Download(t, data);
-        return data;
     }
 }

@@ -41,6 +41,8 @@ public class ElementwiseTests
         ShouldMatch(Download(backend, yt), expected, Tolerance, "Add");
         backend.Add(at, bt, bt, scale);
         ShouldMatch(Download(backend, bt), expected, Tolerance, "Add into b");
+        backend.Add(at, at, at, scale);
+        ShouldMatch(Download(backend, at), a.Select(u => ((double)u + u) * scale).ToArray(), Tolerance, "Add of a to itself, into a");
     }
 
     [Theory]

@@ -64,6 +64,38 @@ public class SamplerStepTests
         ShouldMatch(Download(backend, xt), expected, Tolerance, "in-place step");
     }
 
+    /// <summary>
+    /// Both backends round every product and sum to float32, left to right, without fused multiply-adds, so a sampler
+    /// run gives the same bits on the CPU and the GPU; the float32 loop below is that order.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
+    public void SamplerStep_is_float32_arithmetic_in_a_fixed_order_to_the_bit(string backendName)
+    {
+        using var backend = TestBackends.Create(backendName);
+        float[] x = Random(68, 210, -3f, 3f), m = Random(69, 210), z = Random(70, 210), prev = Random(71, 210);
+        var c = new SamplerStepCoefficients(1.3f, -0.7f, 1f, 0.2f, 0.9f, 0.6f, 0.3f, 0.1f, -0.4f, 0.05f);
+        var expectedX0 = new float[x.Length];
+        var expectedNext = new float[x.Length];
+        for (int i = 0; i < x.Length; i++)
+        {
+            float x0 = Math.Clamp(c.X0FromSample * x[i] + c.X0FromModel * m[i], -c.ClipRange, c.ClipRange);
+            float eps = c.EpsFromSample * x[i] + c.EpsFromModel * m[i];
+            expectedX0[i] = x0;
+            expectedNext[i] = c.NextFromX0 * x0 + c.NextFromEps * eps + c.NextFromSample * x[i] + c.NextFromPrevX0 * prev[i] + c.NextFromNoise * z[i];
+        }
+        using var xt = backend.Upload(x, Shape);
+        using var mt = backend.Upload(m, Shape);
+        using var zt = backend.Upload(z, Shape);
+        using var pt = backend.Upload(prev, Shape);
+        using var x0t = backend.Allocate(Shape);
+
+        backend.SamplerStep(xt, mt, zt, pt, x0t, c, xt); // next aliases sample
+
+        Download(backend, x0t).Should().Equal(expectedX0);
+        Download(backend, xt).Should().Equal(expectedNext);
+    }
+
     [Theory]
     [MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
     public void SamplerStep_rejects_a_missing_noise_tensor_with_a_nonzero_coefficient(string backendName)

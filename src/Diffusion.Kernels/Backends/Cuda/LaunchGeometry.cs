@@ -35,23 +35,20 @@ internal static class LaunchGeometry
     }
 
     /// <summary>conv2d_v2: one block per 64 × 64 tile of (output pixels over the batch) × (output channels).</summary>
-    public static Launch Conv2dTiled(int batch, int outputPixels, int outChannels)
-    {
-        long columns = (long)batch * outputPixels;
-        long gridX = (columns + ConvTilePixels - 1) / ConvTilePixels;
-        long gridY = (outChannels + ConvTileChannels - 1) / ConvTileChannels;
-        if (gridY > 65535) throw new DiffusionException($"conv2d: {outChannels} output channels exceed the kernel's grid limit");
-        return new Launch((uint)gridX, (uint)gridY, 1, ConvThreads);
-    }
+    public static Launch Conv2dTiled(int batch, int outputPixels, int outChannels) =>
+        ConvTiles(batch, outputPixels, outChannels, ConvTilePixels, ConvTileChannels, ConvThreads);
 
     /// <summary>conv2d_v3: one block of 4 warps per 64 × 64 tile of (output pixels over the batch) × (output channels).</summary>
-    public static Launch Conv2dTensorCore(int batch, int outputPixels, int outChannels)
+    public static Launch Conv2dTensorCore(int batch, int outputPixels, int outChannels) =>
+        ConvTiles(batch, outputPixels, outChannels, ConvMmaTile, ConvMmaTile, ConvMmaThreads);
+
+    private static Launch ConvTiles(int batch, int outputPixels, int outChannels, int tilePixels, int tileChannels, uint threads)
     {
         long columns = (long)batch * outputPixels;
-        long gridX = (columns + ConvMmaTile - 1) / ConvMmaTile;
-        long gridY = (outChannels + ConvMmaTile - 1) / ConvMmaTile;
+        long gridX = (columns + tilePixels - 1) / tilePixels;
+        long gridY = (outChannels + tileChannels - 1) / tileChannels;
         if (gridY > 65535) throw new DiffusionException($"conv2d: {outChannels} output channels exceed the kernel's grid limit");
-        return new Launch((uint)gridX, (uint)gridY, 1, ConvMmaThreads);
+        return new Launch((uint)gridX, (uint)gridY, 1, threads);
     }
 
     /// <summary>group_norm_v2: one block per (image, group), threads matched to the group size (at most 256).</summary>
