@@ -47,3 +47,9 @@ public static class BackendFactory
         return cpu;
     }
 }
+
+/// <summary>
+/// An op was called with tensors or weights it cannot use: wrong shapes, another backend's memory, or aliasing
+/// the op forbids. Every backend raises it for the same misuse, so callers and tests need not know which ran.
+/// </summary>
+public sealed class BackendArgumentException(string message) : DiffusionException(message);

@@ -92,8 +92,8 @@ public class Conv2dTests
         using var wrongChannels = backend.Allocate(1, 5, 5, 5);
         using var y = backend.Allocate(1, 6, 5, 5);
 
-        backend.Invoking(b => b.Conv2d(x, weights, wrongChannels)).Should().Throw<ArgumentException>();
-        backend.Invoking(b => b.Conv2d(x, weights, y, new Conv2dEpilogue(Residual: y))).Should().Throw<ArgumentException>();
-        backend.Invoking(b => b.PrepareConv2d(spec, new float[10], new float[6])).Should().Throw<ArgumentException>();
+        backend.Invoking(b => b.Conv2d(x, weights, wrongChannels)).Should().Throw<BackendArgumentException>();
+        backend.Invoking(b => b.Conv2d(x, weights, y, new Conv2dEpilogue(Residual: y))).Should().Throw<BackendArgumentException>();
+        backend.Invoking(b => b.PrepareConv2d(spec, new float[10], new float[6])).Should().Throw<BackendArgumentException>();
     }
 }

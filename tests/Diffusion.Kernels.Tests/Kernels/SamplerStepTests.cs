@@ -105,6 +105,6 @@ public class SamplerStepTests
         using var mt = backend.Upload(Random(67, 210), Shape);
         var c = new SamplerStepCoefficients(1f, 0f, 1f, 0f, 1f, 1f, 0f, 0f, 0f, 0.5f);
 
-        backend.Invoking(b => b.SamplerStep(xt, mt, null, null, null, c, xt)).Should().Throw<ArgumentException>();
+        backend.Invoking(b => b.SamplerStep(xt, mt, null, null, null, c, xt)).Should().Throw<BackendArgumentException>();
     }
 }

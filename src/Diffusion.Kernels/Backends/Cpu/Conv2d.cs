@@ -35,12 +35,12 @@ public sealed partial class CpuBackend
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (spec.InChannels <= 0 || spec.OutChannels <= 0 || spec.Kernel <= 0 || spec.Stride <= 0 || spec.PadBegin < 0 || spec.PadEnd < 0)
-            throw new ArgumentException($"PrepareConv2d: unusable convolution {spec}");
+            throw new BackendArgumentException($"PrepareConv2d: unusable convolution {spec}");
         long expected = (long)spec.OutChannels * spec.InChannels * spec.Kernel * spec.Kernel;
         if (weight.Length != expected)
-            throw new ArgumentException($"PrepareConv2d: {spec} needs {expected} weights (out, in, k, k), got {weight.Length}");
+            throw new BackendArgumentException($"PrepareConv2d: {spec} needs {expected} weights (out, in, k, k), got {weight.Length}");
         if (bias.Length != spec.OutChannels)
-            throw new ArgumentException($"PrepareConv2d: {spec} needs {spec.OutChannels} bias values, got {bias.Length}");
+            throw new BackendArgumentException($"PrepareConv2d: {spec} needs {spec.OutChannels} bias values, got {bias.Length}");
         return new CpuConv2dWeights(spec, weight, bias);
     }
 
@@ -50,7 +50,7 @@ public sealed partial class CpuBackend
         var xt = Mine(x, nameof(x));
         var yt = Mine(y, nameof(y));
         if (weights is not CpuConv2dWeights w)
-            throw new ArgumentException("Conv2d: weights were not prepared by a CPU backend", nameof(weights));
+            throw new BackendArgumentException("Conv2d: weights were not prepared by a CPU backend");
         var spec = w.Spec;
         Require(x.Rank == 4 && x.C == spec.InChannels, Op, $"x {Describe(x)} is not (N, {spec.InChannels}, H, W)");
         int ho = spec.OutputSize(x.H), wo = spec.OutputSize(x.W);

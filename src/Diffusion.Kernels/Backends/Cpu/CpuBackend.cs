@@ -37,7 +37,7 @@ public sealed partial class CpuBackend : IBackend
         ArgumentNullException.ThrowIfNull(shape);
         long count = HostTensor.Count(shape);
         if (count > Array.MaxLength)
-            throw new ArgumentException($"shape ({string.Join(", ", shape)}) holds {count} values, more than one CPU tensor can");
+            throw new BackendArgumentException($"shape ({string.Join(", ", shape)}) holds {count} values, more than one CPU tensor can");
         return new CpuTensor(this, _pool, shape);
     }
 
@@ -47,7 +47,7 @@ public sealed partial class CpuBackend : IBackend
         if (data.Length != tensor.Length)
         {
             tensor.Dispose();
-            throw new ArgumentException($"{data.Length} values do not fill shape ({string.Join(", ", shape)})");
+            throw new BackendArgumentException($"{data.Length} values do not fill shape ({string.Join(", ", shape)})");
         }
         data.CopyTo(((CpuTensor)tensor).Span);
         return tensor;
@@ -57,7 +57,7 @@ public sealed partial class CpuBackend : IBackend
     {
         var src = Mine(source, nameof(source));
         if (destination.Length != src.Length)
-            throw new ArgumentException($"destination holds {destination.Length} values, {source} holds {src.Length}");
+            throw new BackendArgumentException($"destination holds {destination.Length} values, {source} holds {src.Length}");
         src.Span.CopyTo(destination);
     }
 
@@ -75,13 +75,13 @@ public sealed partial class CpuBackend : IBackend
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(tensor, name);
         if (tensor is not CpuTensor cpu || !ReferenceEquals(tensor.Owner, this))
-            throw new ArgumentException($"{name} ({tensor}) was not allocated by this CPU backend", name);
+            throw new BackendArgumentException($"{name} ({tensor}) was not allocated by this CPU backend");
         return cpu;
     }
 
     private static void Require(bool condition, string op, string problem)
     {
-        if (!condition) throw new ArgumentException($"{op}: {problem}");
+        if (!condition) throw new BackendArgumentException($"{op}: {problem}");
     }
 
     private static string Describe(DeviceTensor t) => $"({string.Join(", ", t.ShapeArray())})";
