@@ -86,4 +86,25 @@ public static class DdpmCifar
             ("group norm + SiLU 256 channels at 16x16 (DDPM CIFAR level 1)", 256, 16),
         }
         select new GroupNormWorkload(g.Name, batch, g.Channels, g.Size);
+
+    public static IEnumerable<ForwardWorkload> Forwards() =>
+        from batch in Batches select new ForwardWorkload("U-Net forward (DDPM CIFAR-10 32x32)", batch);
+}
+
+/// <summary>One whole U-Net forward (every op, as UNet2D issues them) at a batch size.</summary>
+public sealed record ForwardWorkload(string Name, int Batch) : IWorkload
+{
+    /// <summary>Counted, not estimated: the FLOPs of every conv, linear and attention call of one batch-1 forward.</summary>
+    private static readonly Lazy<double> s_flopsPerImage = new(() =>
+    {
+        using var profiler = new ProfilingBackend(new Backends.Cpu.CpuBackend(1));
+        using (var fixture = new ForwardFixture(profiler, 1)) fixture.Run();
+        return profiler.Stats.Values.Sum(s => s.Flops);
+    });
+
+    public double Flops => Batch * s_flopsPerImage.Value;
+
+    public double Bytes => 0;
+
+    public override string ToString() => $"{Name}, batch {Batch}";
 }
