@@ -26,13 +26,15 @@ public class Conv2dTests
         [2, 7, 9, 9, 6, 3, 2, 0, 1],      // the same on odd sizes
         [1, 4, 6, 34, 36, 3, 2, 0, 1],    // stride 2 with output rows of 17×18: the vectorised strided copy
         [2, 3, 5, 33, 32, 3, 2, 1, 1],    // the same with symmetric padding, odd height
-        // 3×3 same-size convs on even images with ≥ 16 channels take the Winograd F(2×2, 3×3) path:
+        // 3×3 same-size convs on even images with ≥ 16 channels and ≥ 32 2×2 tiles take the Winograd path:
         [1, 64, 48, 16, 16, 3, 1, 1, 1],  // 64 tiles: two full panels
-        [2, 16, 24, 8, 12, 3, 1, 1, 1],   // 48 tiles over two images, rows of 6 tiles
-        [1, 32, 40, 8, 8, 3, 1, 1, 1],    // 16 tiles: one narrow panel, split by output channels
-        [1, 300, 20, 8, 10, 3, 1, 1, 1],  // 20 tiles, 300 channels: two K blocks, a partial second lane block
-        [3, 24, 17, 4, 4, 3, 1, 1, 1],    // 4×4 at batch 3: tiles from three images in one panel
+        [2, 16, 24, 8, 12, 3, 1, 1, 1],   // 48 tiles over two images, rows of 6 tiles: a narrow last panel
+        [1, 32, 40, 8, 20, 3, 1, 1, 1],   // 40 tiles: 8 in the last panel
+        [1, 300, 20, 8, 18, 3, 1, 1, 1],  // 36 tiles, 300 channels: two K blocks, a partial lane block
+        [9, 24, 17, 4, 4, 3, 1, 1, 1],    // 4×4 at batch 9: tiles from nine images in one panel
+        [1, 32, 40, 8, 8, 3, 1, 1, 1],    // 16 tiles: stays on the direct path
         [1, 16, 24, 32, 34, 3, 1, 1, 1],  // 272 tiles: tasks of several panels, a partial last panel
+        [2, 20, 18, 2, 32, 3, 1, 1, 1],   // rows of 16 tiles, read and written as contiguous runs; one tile row per image
         [1, 256, 256, 16, 16, 3, 1, 1, 1], // the U-Net's 256-channel 16×16 level: accuracy at full depth
     ]);
 
@@ -56,7 +58,7 @@ public class Conv2dTests
             Tolerance, $"{spec} on {n}×{cin}×{h}×{w}");
     }
 
-    // channel bias, residual, scale, then the shape: (2, cin, h, w) → cout; 32 → 20 at 8×8 takes the Winograd path.
+    // channel bias, residual, scale, then the shape: (2, cin, h, w) → cout; the 8×8 and 16×16 rows take the Winograd path.
     public static IEnumerable<object[]> Epilogues => TestBackends.WithBackends(
     [
         [true, false, 1f, 9, 11, 6, 5],
@@ -66,6 +68,7 @@ public class Conv2dTests
         [true, false, 1f, 32, 20, 8, 8],
         [false, true, 0.7071f, 32, 20, 8, 8],
         [true, true, 0.5f, 32, 20, 8, 8],
+        [true, true, 0.5f, 16, 24, 16, 16],
     ]);
 
     [Theory]

@@ -26,12 +26,13 @@ public sealed partial class CpuBackend
     [ThreadStatic] private static Workspace? t_winogradProducts;
 
     /// <summary>
-    /// Whether Winograd pays: 3×3 same-size convs over even images with enough tiles to fill a narrow panel
-    /// (a 4×4 image at batch 1 has 4 tiles and stays direct) and channels enough to amortise the transforms.
+    /// Whether Winograd pays: 3×3 same-size convs over even images with channels enough to amortise the
+    /// transforms and at least one full panel of tiles. Below that (8×8 images at batch 1) the conv is bound by
+    /// reading its weights from memory, and U is 16/9 the size of the direct path's weights.
     /// </summary>
     private static bool UsesWinograd(in ConvGeometry g) =>
         g.Kernel == 3 && g.Stride == 1 && g.PadBegin == 1 && g.PadEnd == 1 && g.H % 2 == 0 && g.W % 2 == 0
-        && g.Cin >= 16 && g.Cout >= 16 && g.N * (g.H / 2) * (g.W / 2) >= Sgemm.NR / 2
+        && g.Cin >= 16 && g.Cout >= 16 && g.N * (g.H / 2) * (g.W / 2) >= Sgemm.NR
         && Avx2.IsSupported && Vector512.IsHardwareAccelerated;
 
     private unsafe void Conv2dWinograd(in ConvJob job)
@@ -116,46 +117,55 @@ public sealed partial class CpuBackend
 
     /// <summary>
     /// V = Bᵀ d B for up to 16 tiles (one per lane) and every input channel, stored as the 16 ξ panels' rows
-    /// v[ξ][ci][lane]. Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]. Lanes past <paramref name="count"/> repeat
-    /// the last tile; their columns are computed and never stored.
+    /// v[ξ][ci][lane]. Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]. When the lanes are two runs of 8 tiles
+    /// along tile rows (images 16 or more pixels wide), each patch column is two contiguous loads and one
+    /// even/odd permute; otherwise it is gathered. Lanes past <paramref name="count"/> repeat the last tile;
+    /// their columns are computed and never stored.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void WinogradInputTransform(float* source, in ConvGeometry g, int* origins, int count, float* v)
     {
-        const int NR = Sgemm.NR;
+        if (count == 16 && g.W / 2 % 8 == 0)
+        {
+            WinogradInputTransform(new TileRuns(source + origins[0], source + origins[8]), g, v);
+            return;
+        }
         Span<int> lanes = stackalloc int[16];
         for (int l = 0; l < 16; l++) lanes[l] = origins[Math.Min(l, count - 1)];
-        var lo = Vector256.Create<int>(lanes[..8]);
-        var hi = Vector256.Create<int>(lanes[8..]);
-        long xiStride = (long)g.Cin * NR;
+        WinogradInputTransform(new TileGather(source, Vector256.Create<int>(lanes[..8]), Vector256.Create<int>(lanes[8..])), g, v);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void WinogradInputTransform<TPatch>(TPatch patch, in ConvGeometry g, float* v) where TPatch : struct, IPatchColumns
+    {
+        long xiStride = (long)g.Cin * Sgemm.NR;
         int wp = g.Wp;
         for (int ci = 0; ci < g.Cin; ci++)
         {
-            float* plane = source + (long)ci * g.PlaneSize;
+            long plane = (long)ci * g.PlaneSize;
             // Bᵀ over the patch rows first, column by column: t[a][c] for the four rows a.
             Vector512<float> t00, t01, t02, t03, t10, t11, t12, t13, t20, t21, t22, t23, t30, t31, t32, t33;
             {
-                var d0 = Gather(plane, lo, hi); var d1 = Gather(plane + wp, lo, hi);
-                var d2 = Gather(plane + 2 * wp, lo, hi); var d3 = Gather(plane + 3 * wp, lo, hi);
+                var d0 = patch.Column(plane, 0); var d1 = patch.Column(plane + wp, 0);
+                var d2 = patch.Column(plane + 2 * wp, 0); var d3 = patch.Column(plane + 3 * wp, 0);
                 t00 = d0 - d2; t10 = d1 + d2; t20 = d2 - d1; t30 = d1 - d3;
             }
             {
-                var d0 = Gather(plane + 1, lo, hi); var d1 = Gather(plane + wp + 1, lo, hi);
-                var d2 = Gather(plane + 2 * wp + 1, lo, hi); var d3 = Gather(plane + 3 * wp + 1, lo, hi);
+                var d0 = patch.Column(plane, 1); var d1 = patch.Column(plane + wp, 1);
+                var d2 = patch.Column(plane + 2 * wp, 1); var d3 = patch.Column(plane + 3 * wp, 1);
                 t01 = d0 - d2; t11 = d1 + d2; t21 = d2 - d1; t31 = d1 - d3;
             }
             {
-                var d0 = Gather(plane + 2, lo, hi); var d1 = Gather(plane + wp + 2, lo, hi);
-                var d2 = Gather(plane + 2 * wp + 2, lo, hi); var d3 = Gather(plane + 3 * wp + 2, lo, hi);
+                var d0 = patch.Column(plane, 2); var d1 = patch.Column(plane + wp, 2);
+                var d2 = patch.Column(plane + 2 * wp, 2); var d3 = patch.Column(plane + 3 * wp, 2);
                 t02 = d0 - d2; t12 = d1 + d2; t22 = d2 - d1; t32 = d1 - d3;
             }
             {
-                var d0 = Gather(plane + 3, lo, hi); var d1 = Gather(plane + wp + 3, lo, hi);
-                var d2 = Gather(plane + 2 * wp + 3, lo, hi); var d3 = Gather(plane + 3 * wp + 3, lo, hi);
+                var d0 = patch.Column(plane, 3); var d1 = patch.Column(plane + wp, 3);
+                var d2 = patch.Column(plane + 2 * wp, 3); var d3 = patch.Column(plane + 3 * wp, 3);
                 t03 = d0 - d2; t13 = d1 + d2; t23 = d2 - d1; t33 = d1 - d3;
             }
             // Then along the columns: ξ = 4a + b.
-            float* dst = v + (long)ci * NR;
+            float* dst = v + (long)ci * Sgemm.NR;
             StoreRow(dst, xiStride, 0, t00, t01, t02, t03);
             StoreRow(dst, xiStride, 4, t10, t11, t12, t13);
             StoreRow(dst, xiStride, 8, t20, t21, t22, t23);
@@ -171,9 +181,30 @@ public sealed partial class CpuBackend
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe Vector512<float> Gather(float* at, Vector256<int> lo, Vector256<int> hi) =>
-        Vector512.Create(Avx2.GatherVector256(at, lo, 4), Avx2.GatherVector256(at, hi, 4));
+    /// <summary>Column c of row r of 16 tiles' 4×4 patches, one tile per lane; offset = r's row within the plane.</summary>
+    private interface IPatchColumns
+    {
+        Vector512<float> Column(long offset, int c);
+    }
+
+    /// <summary>Lanes 0–7 and 8–15 are each 8 consecutive tiles of one tile row: tile l's column c is element 2l + c.</summary>
+    private readonly unsafe struct TileRuns(float* first, float* second) : IPatchColumns
+    {
+        private static readonly Vector512<int> Evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        private static readonly Vector512<int> Odds = Evens + Vector512<int>.One;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector512<float> Column(long offset, int c) =>
+            Avx512F.PermuteVar16x32x2(Vector512.Load(first + offset + (c & 2)), (c & 1) == 0 ? Evens : Odds, Vector512.Load(second + offset + (c & 2)));
+    }
+
+    /// <summary>Any 16 tiles: two 8-lane gathers per column.</summary>
+    private readonly unsafe struct TileGather(float* source, Vector256<int> lo, Vector256<int> hi) : IPatchColumns
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector512<float> Column(long offset, int c) =>
+            Vector512.Create(Avx2.GatherVector256(source + offset + c, lo, 4), Avx2.GatherVector256(source + offset + c, hi, 4));
+    }
 
     /// <summary>
     /// Y = Aᵀ M A for output channel <paramref name="co"/> of up to 16 tiles, Aᵀ = [1 1 1 0; 0 1 −1 −1], then the
@@ -205,13 +236,30 @@ public sealed partial class CpuBackend
             s03 = m0 + m1 + m2; s13 = m1 - m2 - m3;
         }
         var bias = Vector512.Create(job.Weights.Bias[co]);
-        Span<float> y = stackalloc float[4 * 16];
-        ((s00 + s01 + s02) + bias).CopyTo(y);
-        ((s01 - s02 - s03) + bias).CopyTo(y[16..]);
-        ((s10 + s11 + s12) + bias).CopyTo(y[32..]);
-        ((s11 - s12 - s13) + bias).CopyTo(y[48..]);
-
+        var y00 = (s00 + s01 + s02) + bias;
+        var y01 = (s01 - s02 - s03) + bias;
+        var y10 = (s10 + s11 + s12) + bias;
+        var y11 = (s11 - s12 - s13) + bias;
         long plane = (long)g.Ho * g.Wo;
+        if (count == 16 && g.Wo / 2 % 8 == 0)
+        {
+            // Two runs of 8 tiles along tile rows: interleaving a tile row's left and right outputs gives 16
+            // contiguous pixels of an output row per run.
+            var left = Vector512.Create(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            var right = left + Vector512.Create(8);
+            long first = outputs[0] + co * plane, second = outputs[8] + co * plane;
+            FinishRun(job, first, Avx512F.PermuteVar16x32x2(y00, left, y01), co);
+            FinishRun(job, second, Avx512F.PermuteVar16x32x2(y00, right, y01), co);
+            FinishRun(job, first + g.Wo, Avx512F.PermuteVar16x32x2(y10, left, y11), co);
+            FinishRun(job, second + g.Wo, Avx512F.PermuteVar16x32x2(y10, right, y11), co);
+            return;
+        }
+        Span<float> y = stackalloc float[4 * 16];
+        y00.CopyTo(y);
+        y01.CopyTo(y[16..]);
+        y10.CopyTo(y[32..]);
+        y11.CopyTo(y[48..]);
+
         float add = 0f;
         bool hasAdd = job.ChannelBias != null;
         int wo = g.Wo;
@@ -224,6 +272,15 @@ public sealed partial class CpuBackend
             Finish(job, at + 1, y[16 + l], add, hasAdd, scale);
             Finish(job, at + wo, y[32 + l], add, hasAdd, scale);
             Finish(job, at + wo + 1, y[48 + l], add, hasAdd, scale);
+        }
+
+        static void FinishRun(in ConvJob job, long at, Vector512<float> v, int co)
+        {
+            ref readonly var g = ref job.Geometry;
+            if (job.ChannelBias != null) v += Vector512.Create(job.ChannelBias[at / ((long)g.Cout * g.Ho * g.Wo) * g.Cout + co]);
+            if (job.Residual != null) v += Vector512.Load(job.Residual + at);
+            if (job.Scale != 1f) v *= Vector512.Create(job.Scale);
+            v.Store(job.Y + at);
         }
 
         static void Finish(in ConvJob job, long at, float v, float add, bool hasAdd, float scale)
