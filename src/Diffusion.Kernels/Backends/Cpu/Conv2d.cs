@@ -44,6 +44,7 @@ public sealed partial class CpuBackend
         return new CpuConv2dWeights(spec, weight, bias);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public unsafe void Conv2d(DeviceTensor x, Conv2dWeights weights, DeviceTensor y, in Conv2dEpilogue epilogue = default)
     {
         const string Op = "Conv2d";
@@ -100,7 +101,7 @@ public sealed partial class CpuBackend
         var copy = (nint)x;
         var dest = (nint)padded;
         var geometry = g;
-        For(g.N * g.Cin, plane =>
+        For(g.N * g.Cin, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (plane) =>
         {
             float* src = (float*)copy + (long)plane * geometry.H * geometry.W;
             float* dst = (float*)dest + (long)plane * geometry.PlaneSize;

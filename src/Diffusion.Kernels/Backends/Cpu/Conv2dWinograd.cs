@@ -35,6 +35,7 @@ public sealed partial class CpuBackend
         && g.Cin >= 16 && g.Cout >= 16 && g.N * (g.H / 2) * (g.W / 2) >= Sgemm.NR
         && Avx2.IsSupported && Vector512.IsHardwareAccelerated;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private unsafe void Conv2dWinograd(in ConvJob job)
     {
         ref readonly var g = ref job.Geometry;
