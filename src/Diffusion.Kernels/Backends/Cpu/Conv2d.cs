@@ -327,8 +327,9 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>
-    /// How the output is cut into tasks: column ranges of up to ConvMaxPanelsPerTask panels, and, when that
-    /// leaves too few tasks to feed every thread twice (small images at batch 1), output-channel groups too.
+    /// How the output is cut into tasks: column ranges of up to ConvMaxPanelsPerTask panels, two per thread where
+    /// there are enough, and, when there are fewer ranges than threads (small images at batch 1), output-channel
+    /// groups too.
     /// </summary>
     private readonly record struct ConvPartition(int ColumnTasks, int PanelsPerTask, int BlocksPerGroup, int Tasks)
     {
@@ -338,7 +339,8 @@ public sealed partial class CpuBackend
             int wanted = threads == 1 ? 1 : 2 * threads;
             int perTask = Math.Clamp((panels + wanted - 1) / wanted, 1, ConvMaxPanelsPerTask);
             int columnTasks = (panels + perTask - 1) / perTask;
-            int groups = Math.Clamp((wanted + columnTasks - 1) / columnTasks, 1, mBlocks);
+            // Channel groups each repeat the column packing, so they only make up the thread count.
+            int groups = Math.Clamp((threads + columnTasks - 1) / columnTasks, 1, mBlocks);
             int perGroup = (mBlocks + groups - 1) / groups;
             groups = (mBlocks + perGroup - 1) / perGroup;
             return new ConvPartition(columnTasks, perTask, perGroup, columnTasks * groups);
