@@ -62,7 +62,7 @@ internal static class QuickReport
         for (int i = 0; i < Runs; i++) fixture.Run();
         double wall = Stopwatch.GetElapsedTime(profiledStart).TotalMilliseconds / Runs;
         double total = profiler.Stats.Values.Sum(s => s.Seconds) / Runs * 1e3;
-        Console.WriteLine($"  profiled forwards: {wall:F2} ms each (mean), of which the ops take {total:F2} ms");
+        Console.WriteLine($"  profiled forwards: {wall:F2} ms each (mean), of which the ops take {total:F2} ms; GFLOP/s are direct-conv equivalent");
         Console.WriteLine($"  {"op and shape",-42} {"calls",5} {"ms",8} {"share",6} {"GFLOP/s",8}");
         foreach (var (key, s) in profiler.Stats.OrderByDescending(p => p.Value.Seconds))
         {

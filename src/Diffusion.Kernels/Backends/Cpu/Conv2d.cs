@@ -12,6 +12,7 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// stay in cache while the Sgemm micro-kernel sweeps the output channels over them. Pixels of all images form
 /// one column axis, so a 4×4 layer at batch 8 fills panels as well as a 32×32 layer at batch 1. The epilogue
 /// (bias, time-embedding channel bias, residual, output scale) is applied while the tile is still in cache.
+/// 3×3 same-size convs with at least a panel of 2×2 tiles take the Winograd path instead (Conv2dWinograd.cs).
 /// </summary>
 public sealed partial class CpuBackend
 {
