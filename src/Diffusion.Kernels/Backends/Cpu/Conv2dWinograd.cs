@@ -79,18 +79,20 @@ public sealed partial class CpuBackend
         ref readonly var job = ref wj.Job;
         ref readonly var g = ref job.Geometry;
 
-        float* v = (t_winogradInput ??= new()).Floats((long)WinogradPoints * g.Cin * NR);
+        long vStride = PointStride((long)g.Cin * NR);
+        float* v = (t_winogradInput ??= new()).Floats(WinogradPoints * vStride);
         for (int lane0 = 0; lane0 < count; lane0 += 16)
-            WinogradInputTransform(job.Source, g, wj.Origins + t0 + lane0, Math.Min(16, count - lane0), v + lane0);
+            WinogradInputTransform(job.Source, g, wj.Origins + t0 + lane0, Math.Min(16, count - lane0), v + lane0, vStride);
 
         int rows = blocks * MR;
-        float* m = (t_winogradProducts ??= new()).Floats((long)WinogradPoints * rows * NR);
+        long mStride = PointStride((long)rows * NR);
+        float* m = (t_winogradProducts ??= new()).Floats(WinogradPoints * mStride);
         long aBlock = (long)g.Cin * MR;
         bool narrow = count <= NR / 2;
         for (int xi = 0; xi < WinogradPoints; xi++)
         {
-            float* vXi = v + (long)xi * g.Cin * NR;
-            float* mXi = m + (long)xi * rows * NR;
+            float* vXi = v + xi * vStride;
+            float* mXi = m + xi * mStride;
             for (int k0 = 0; k0 < g.Cin; k0 += ConvKBlock)
             {
                 int kc = Math.Min(ConvKBlock, g.Cin - k0);
@@ -112,7 +114,7 @@ public sealed partial class CpuBackend
         {
             float* products = m + (long)(co - block0 * MR) * NR;
             for (int lane0 = 0; lane0 < count; lane0 += 16)
-                WinogradOutputTransform(job, co, products + lane0, (long)rows * NR, wj.Origins + wj.Tiles + t0 + lane0, Math.Min(16, count - lane0));
+                WinogradOutputTransform(job, co, products + lane0, mStride, wj.Origins + wj.Tiles + t0 + lane0, Math.Min(16, count - lane0));
         }
     }
 
@@ -123,22 +125,27 @@ public sealed partial class CpuBackend
     /// even/odd permute; otherwise it is gathered. Lanes past <paramref name="count"/> repeat the last tile;
     /// their columns are computed and never stored.
     /// </summary>
-    private static unsafe void WinogradInputTransform(float* source, in ConvGeometry g, int* origins, int count, float* v)
+    private static unsafe void WinogradInputTransform(float* source, in ConvGeometry g, int* origins, int count, float* v, long xiStride)
     {
         if (count == 16 && g.W / 2 % 8 == 0)
         {
-            WinogradInputTransform(new TileRuns(source + origins[0], source + origins[8]), g, v);
+            WinogradInputTransform(new TileRuns(source + origins[0], source + origins[8]), g, v, xiStride);
             return;
         }
         Span<int> lanes = stackalloc int[16];
         for (int l = 0; l < 16; l++) lanes[l] = origins[Math.Min(l, count - 1)];
-        WinogradInputTransform(new TileGather(source, Vector256.Create<int>(lanes[..8]), Vector256.Create<int>(lanes[8..])), g, v);
+        WinogradInputTransform(new TileGather(source, Vector256.Create<int>(lanes[..8]), Vector256.Create<int>(lanes[8..])), g, v, xiStride);
     }
 
+    /// <summary>
+    /// The distance between two points' panels, padded off multiples of 4 KiB: the transforms touch all 16
+    /// points at once, and 16 addresses 4 KiB apart share one L1 set (12 ways), evicting each other.
+    /// </summary>
+    private static long PointStride(long floats) => floats % 1024 == 0 ? floats + 16 : floats;
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void WinogradInputTransform<TPatch>(TPatch patch, in ConvGeometry g, float* v) where TPatch : struct, IPatchColumns
+    private static unsafe void WinogradInputTransform<TPatch>(TPatch patch, in ConvGeometry g, float* v, long xiStride) where TPatch : struct, IPatchColumns
     {
-        long xiStride = (long)g.Cin * Sgemm.NR;
         int wp = g.Wp;
         for (int ci = 0; ci < g.Cin; ci++)
         {
