@@ -59,6 +59,8 @@ public static class DdpmCifar
             ("3x3 stride-2 conv 128->128 at 32x32 (DDPM CIFAR downsample 0)", new Conv2dSpec(128, 128, 3, 2, 0, 1), 32),
             ("3x3 conv 128->256 at 16x16 (DDPM CIFAR level 1 entry)", Conv2dSpec.Same3x3(128, 256), 16),
             ("1x1 conv 128->256 at 16x16 (DDPM CIFAR level 1 shortcut)", Conv2dSpec.Pointwise(128, 256), 16),
+            ("1x1 conv 256->768 at 16x16 (DDPM CIFAR attention q, k, v)", Conv2dSpec.Pointwise(256, 768), 16),
+            ("1x1 conv 256->128 at 32x32 (DDPM CIFAR up level 0 shortcut)", Conv2dSpec.Pointwise(256, 128), 32),
             ("3x3 conv 256->256 at 16x16 (DDPM CIFAR level 1)", Conv2dSpec.Same3x3(256, 256), 16),
             ("3x3 conv 256->256 at 8x8 (DDPM CIFAR level 2)", Conv2dSpec.Same3x3(256, 256), 8),
             ("3x3 conv 256->256 at 4x4 (DDPM CIFAR level 3 and mid)", Conv2dSpec.Same3x3(256, 256), 4),
