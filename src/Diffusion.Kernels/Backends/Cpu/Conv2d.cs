@@ -329,14 +329,20 @@ public sealed partial class CpuBackend
 
     /// <summary>
     /// How the output is cut into tasks: column ranges of up to ConvMaxPanelsPerTask panels, two per thread where
-    /// there are enough, and, when there are fewer ranges than threads (small images at batch 1), output-channel
-    /// groups too.
+    /// there are enough, and output-channel groups where one range holds every column.
     /// </summary>
     private readonly record struct ConvPartition(int ColumnTasks, int PanelsPerTask, int BlocksPerGroup, int Tasks)
     {
         public static ConvPartition For(int columns, int mBlocks, int threads)
         {
             int panels = (columns + Sgemm.NR - 1) / Sgemm.NR;
+            if (panels <= ConvMaxPanelsPerTask)
+            {
+                // Few columns (small images at batch 1): the conv is bound by reading its weights, so each thread
+                // takes its own output channels, and so its own share of the weights, over all the columns.
+                int perThread = (mBlocks + threads - 1) / threads;
+                return new ConvPartition(1, panels, perThread, (mBlocks + perThread - 1) / perThread);
+            }
             int wanted = threads == 1 ? 1 : 2 * threads;
             int perTask = Math.Clamp((panels + wanted - 1) / wanted, 1, ConvMaxPanelsPerTask);
             int columnTasks = (panels + perTask - 1) / perTask;
