@@ -6,15 +6,15 @@ namespace Diffusion.Kernels.Backends.Cpu;
 
 /// <summary>
 /// Conv2d's fast path for the U-Net's 3×3, stride-1, pad-1 convolutions: Winograd's minimal filtering
-/// F(2×2, 3×3) (Lavin and Gray, 2016). Each 2×2 output tile is Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d Bᵀᵀ)]A over its 4×4 input
+/// F(2×2, 3×3) (Lavin and Gray, 2016). Each 2×2 output tile is Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A over its 4×4 input
 /// patch d, so the channel sum becomes 16 independent GEMMs, one per transform point ξ, of 16 multiplies per
 /// tile instead of 36: 2.25× fewer FMAs. F(2×2) transforms only add and subtract (B, A) or halve (G), so the
-/// result is as accurate as the direct sum; F(4×4, 3×3) would save 4× but loses about 3 digits at 256+
-/// channels, which the tests' float64 tolerance rightly refuses.
-/// A task owns one NR-tile panel and a group of output channels: it transforms the panel's patches into
-/// per-ξ B panels (gathering 16 tiles per vector), runs the Sgemm micro-kernel against the transformed
-/// weights (packed once, on first use, like the direct path's panels), then transforms the products back and
-/// applies the epilogue. Everything a task touches stays in L2.
+/// result is as accurate as the direct sum; F(4×4, 3×3) would save 4× but is about ten times less accurate at
+/// 256+ channels, past the tests' float64 tolerance.
+/// A task owns one or more NR-tile panels and a group of output channels. Per panel it transforms the patches
+/// into per-ξ B panels (16 tiles per vector), runs the Sgemm micro-kernel against the transformed weights
+/// (packed once, on first use, like the direct path's panels), then transforms the products back and applies
+/// the epilogue; a panel's transformed inputs and products (16 × channels × NR floats each) stay in L2.
 /// </summary>
 public sealed partial class CpuBackend
 {
