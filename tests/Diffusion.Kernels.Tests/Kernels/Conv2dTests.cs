@@ -26,13 +26,14 @@ public class Conv2dTests
         [2, 7, 9, 9, 6, 3, 2, 0, 1],      // the same on odd sizes
         [1, 4, 6, 34, 36, 3, 2, 0, 1],    // stride 2 with output rows of 17×18: the vectorised strided copy
         [2, 3, 5, 33, 32, 3, 2, 1, 1],    // the same with symmetric padding, odd height
-        // 3×3 same-size convs on even images with ≥ 16 channels and ≥ 32 2×2 tiles take the Winograd path:
+        // 3×3 same-size convs on even images with ≥ 16 channels and ≥ 16 2×2 tiles take the Winograd path:
         [1, 64, 48, 16, 16, 3, 1, 1, 1],  // 64 tiles: two full panels
         [2, 16, 24, 8, 12, 3, 1, 1, 1],   // 48 tiles over two images, rows of 6 tiles: a narrow last panel
         [1, 32, 40, 8, 20, 3, 1, 1, 1],   // 40 tiles: 8 in the last panel
         [1, 300, 20, 8, 18, 3, 1, 1, 1],  // 36 tiles, 300 channels: two K blocks, a partial lane block
         [9, 24, 17, 4, 4, 3, 1, 1, 1],    // 4×4 at batch 9: tiles from nine images in one panel
-        [1, 32, 40, 8, 8, 3, 1, 1, 1],    // 16 tiles: stays on the direct path
+        [1, 32, 40, 8, 8, 3, 1, 1, 1],    // 16 tiles: one narrow panel, output channels split across threads
+        [1, 32, 40, 6, 4, 3, 1, 1, 1],    // 6 tiles: stays on the direct path
         [1, 16, 24, 32, 34, 3, 1, 1, 1],  // 272 tiles: tasks of several panels, a partial last panel
         [2, 20, 18, 2, 32, 3, 1, 1, 1],   // rows of 16 tiles, read and written as contiguous runs; one tile row per image
         [1, 256, 256, 16, 16, 3, 1, 1, 1], // the U-Net's 256-channel 16×16 level: accuracy at full depth

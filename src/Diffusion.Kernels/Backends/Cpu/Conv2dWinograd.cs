@@ -27,12 +27,12 @@ public sealed partial class CpuBackend
 
     /// <summary>
     /// Whether Winograd pays: 3×3 same-size convs over even images with channels enough to amortise the
-    /// transforms and at least one full panel of tiles. Below that (8×8 images at batch 1) the conv is bound by
-    /// reading its weights from memory, and U is 16/9 the size of the direct path's weights.
+    /// transforms and at least a narrow panel of 16 tiles (an 8×8 image). A 4×4 image at batch 1 has 4 tiles: the
+    /// GEMMs would be mostly padding, and the conv is bound by reading its weights, which U makes 16/9 larger.
     /// </summary>
     private static bool UsesWinograd(in ConvGeometry g) =>
         g.Kernel == 3 && g.Stride == 1 && g.PadBegin == 1 && g.PadEnd == 1 && g.H % 2 == 0 && g.W % 2 == 0
-        && g.Cin >= 16 && g.Cout >= 16 && g.N * (g.H / 2) * (g.W / 2) >= Sgemm.NR
+        && g.Cin >= 16 && g.Cout >= 16 && g.N * (g.H / 2) * (g.W / 2) >= Sgemm.NR / 2
         && Avx2.IsSupported && Vector512.IsHardwareAccelerated;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
