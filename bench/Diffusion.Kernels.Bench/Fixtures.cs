@@ -1,4 +1,5 @@
 using Diffusion.Kernels.Backends;
+using Diffusion.Kernels.Models;
 
 namespace Diffusion.Kernels.Bench;
 
@@ -66,5 +67,53 @@ public sealed class GroupNormFixture(IBackend backend, GroupNormWorkload w) : ID
         _gamma.Dispose();
         _beta.Dispose();
         _y.Dispose();
+    }
+}
+
+/// <summary>
+/// The whole ddpm-cifar10-32 U-Net on a backend: config from weights/goldens, synthetic weights (seed 42, the
+/// ones the parity test and bench/side_by_side.py use), a seeded Gaussian sample and t = 500.
+/// </summary>
+public sealed class ForwardFixture : IDisposable
+{
+    private static readonly Lazy<(UNet2DConfig Config, Dictionary<string, HostTensor> Weights)> s_model = new(() =>
+    {
+        var config = UNet2DConfig.Load(Path.Combine(RepositoryRoot(), "weights", "goldens", "unet_cifar10_config.json"));
+        var weights = UNet2DLayout.ExpectedTensors(config)
+            .ToDictionary(t => t.Name, t => new HostTensor(t.Shape, SyntheticWeights.Generate(t.Name, t.Shape, 42)));
+        return (config, weights);
+    });
+
+    private readonly UNet2D _net;
+    private readonly DeviceTensor _sample, _output;
+    private readonly float[] _timesteps;
+
+    public ForwardFixture(IBackend backend, int batch)
+    {
+        var (config, weights) = s_model.Value;
+        _net = UNet2D.Create(config, weights, backend);
+        var (c, h, w) = _net.SampleShape;
+        var sample = new HostTensor([batch, c, h, w], SyntheticWeights.Gaussian("sample", batch * c * h * w, 7));
+        _sample = backend.Upload(sample.Data, sample.Shape);
+        _output = backend.Allocate(_net.OutputShape(sample.Shape));
+        _timesteps = [500f];
+    }
+
+    public void Run() => _net.Forward(_sample, _timesteps, _output);
+
+    public void Dispose()
+    {
+        _sample.Dispose();
+        _output.Dispose();
+        _net.Dispose();
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+        {
+            if (Directory.Exists(Path.Combine(dir.FullName, "weights", "goldens"))) return dir.FullName;
+        }
+        throw new DirectoryNotFoundException("no weights/goldens above " + AppContext.BaseDirectory);
     }
 }

@@ -89,3 +89,32 @@ public class CpuGroupNormBenchmarks
         _backend?.Dispose();
     }
 }
+
+/// <summary>The whole ddpm-cifar10-32 forward on the CPU backend, synthetic weights, t = 500.</summary>
+public class CpuForwardBenchmarks
+{
+    private CpuBackend? _backend;
+    private ForwardFixture? _fixture;
+
+    [ParamsSource(nameof(Workloads))]
+    public ForwardWorkload Workload { get; set; } = null!;
+
+    public static IEnumerable<ForwardWorkload> Workloads => DdpmCifar.Forwards();
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _backend = new CpuBackend();
+        _fixture = new ForwardFixture(_backend, Workload.Batch);
+    }
+
+    [Benchmark(Description = "UNet2D.Forward")]
+    public void Forward() => _fixture!.Run();
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _fixture?.Dispose();
+        _backend?.Dispose();
+    }
+}

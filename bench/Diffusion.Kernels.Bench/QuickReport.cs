@@ -13,6 +13,11 @@ internal static class QuickReport
     {
         using var backend = new CpuBackend(threads);
         Console.WriteLine(backend.DeviceDescription);
+        if (filter == "forward")
+        {
+            foreach (var w in DdpmCifar.Forwards()) ForwardBreakdown(w, threads);
+            return;
+        }
         foreach (var w in DdpmCifar.Convs().Where(w => Matches(w, filter)))
         {
             using var f = new ConvFixture(backend, w);
@@ -27,6 +32,43 @@ internal static class QuickReport
         {
             using var f = new GroupNormFixture(backend, w);
             Report(w, f.Run);
+        }
+    }
+
+    /// <summary>
+    /// Times whole forwards (median of 20, after warm-up), then one more profiled set of 20 that splits the time
+    /// by op and shape, so the table shows where a forward's milliseconds go and at what throughput.
+    /// </summary>
+    private static void ForwardBreakdown(ForwardWorkload w, int threads)
+    {
+        const int Runs = 20;
+        using var profiler = new ProfilingBackend(new CpuBackend(threads)) { Enabled = false };
+        using var fixture = new ForwardFixture(profiler, w.Batch);
+        for (int i = 0; i < 3; i++) fixture.Run();
+        var times = new double[Runs];
+        for (int i = 0; i < Runs; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            fixture.Run();
+            times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+        Array.Sort(times);
+        double median = times[Runs / 2];
+        Console.WriteLine();
+        Console.WriteLine($"{w}: median {median:F2} ms, best {times[0]:F2} ms, {w.Flops / 1e9:F2} GFLOP, {w.Flops / median / 1e6:F0} GFLOP/s at the median");
+
+        profiler.Enabled = true;
+        long profiledStart = Stopwatch.GetTimestamp();
+        for (int i = 0; i < Runs; i++) fixture.Run();
+        double wall = Stopwatch.GetElapsedTime(profiledStart).TotalMilliseconds / Runs;
+        double total = profiler.Stats.Values.Sum(s => s.Seconds) / Runs * 1e3;
+        Console.WriteLine($"  profiled forwards: {wall:F2} ms each (mean), of which the ops take {total:F2} ms; GFLOP/s are direct-conv equivalent");
+        Console.WriteLine($"  {"op and shape",-42} {"calls",5} {"ms",8} {"share",6} {"GFLOP/s",8}");
+        foreach (var (key, s) in profiler.Stats.OrderByDescending(p => p.Value.Seconds))
+        {
+            double ms = s.Seconds / Runs * 1e3;
+            string rate = s.Flops > 0 ? $"{s.Flops / s.Seconds / 1e9,8:F0}" : $"{"",8}";
+            Console.WriteLine($"  {key,-42} {s.Calls / Runs,5} {ms,8:F3} {ms / total,6:P0} {rate}");
         }
     }
 

@@ -59,6 +59,8 @@ public static class DdpmCifar
             ("3x3 stride-2 conv 128->128 at 32x32 (DDPM CIFAR downsample 0)", new Conv2dSpec(128, 128, 3, 2, 0, 1), 32),
             ("3x3 conv 128->256 at 16x16 (DDPM CIFAR level 1 entry)", Conv2dSpec.Same3x3(128, 256), 16),
             ("1x1 conv 128->256 at 16x16 (DDPM CIFAR level 1 shortcut)", Conv2dSpec.Pointwise(128, 256), 16),
+            ("1x1 conv 256->768 at 16x16 (DDPM CIFAR attention q, k, v)", Conv2dSpec.Pointwise(256, 768), 16),
+            ("1x1 conv 256->128 at 32x32 (DDPM CIFAR up level 0 shortcut)", Conv2dSpec.Pointwise(256, 128), 32),
             ("3x3 conv 256->256 at 16x16 (DDPM CIFAR level 1)", Conv2dSpec.Same3x3(256, 256), 16),
             ("3x3 conv 256->256 at 8x8 (DDPM CIFAR level 2)", Conv2dSpec.Same3x3(256, 256), 8),
             ("3x3 conv 256->256 at 4x4 (DDPM CIFAR level 3 and mid)", Conv2dSpec.Same3x3(256, 256), 4),
@@ -86,4 +88,29 @@ public static class DdpmCifar
             ("group norm + SiLU 256 channels at 16x16 (DDPM CIFAR level 1)", 256, 16),
         }
         select new GroupNormWorkload(g.Name, batch, g.Channels, g.Size);
+
+    public static IEnumerable<ForwardWorkload> Forwards() =>
+        from batch in Batches select new ForwardWorkload("U-Net forward (DDPM CIFAR-10 32x32)", batch);
+}
+
+/// <summary>One whole U-Net forward (every op, as UNet2D issues them) at a batch size.</summary>
+public sealed record ForwardWorkload(string Name, int Batch) : IWorkload
+{
+    /// <summary>
+    /// Counted, not estimated: the FLOPs of every conv, linear and attention call of one batch-1 forward, convs
+    /// counted as direct convolutions (2·Cout·Cin·9 per pixel). The Winograd path does 16/36 of those multiplies,
+    /// so its rates are direct-equivalent and may exceed the FMA peak.
+    /// </summary>
+    private static readonly Lazy<double> s_flopsPerImage = new(() =>
+    {
+        using var profiler = new ProfilingBackend(new Backends.Cpu.CpuBackend(1));
+        using (var fixture = new ForwardFixture(profiler, 1)) fixture.Run();
+        return profiler.Stats.Values.Sum(s => s.Flops);
+    });
+
+    public double Flops => Batch * s_flopsPerImage.Value;
+
+    public double Bytes => 0;
+
+    public override string ToString() => $"{Name}, batch {Batch}";
 }

@@ -26,6 +26,17 @@ public class Conv2dTests
         [2, 7, 9, 9, 6, 3, 2, 0, 1],      // the same on odd sizes
         [1, 4, 6, 34, 36, 3, 2, 0, 1],    // stride 2 with output rows of 17×18: the vectorised strided copy
         [2, 3, 5, 33, 32, 3, 2, 1, 1],    // the same with symmetric padding, odd height
+        // 3×3 same-size convs on even images with ≥ 16 channels and ≥ 16 2×2 tiles take the Winograd path:
+        [1, 64, 48, 16, 16, 3, 1, 1, 1],  // 64 tiles: two full panels
+        [2, 16, 24, 8, 12, 3, 1, 1, 1],   // 48 tiles over two images, rows of 6 tiles: a narrow last panel
+        [1, 32, 40, 8, 20, 3, 1, 1, 1],   // 40 tiles: 8 in the last panel
+        [1, 300, 20, 8, 18, 3, 1, 1, 1],  // 36 tiles, 300 channels: two K blocks, a partial lane block
+        [9, 24, 17, 4, 4, 3, 1, 1, 1],    // 4×4 at batch 9: tiles from nine images in one panel
+        [1, 32, 40, 8, 8, 3, 1, 1, 1],    // 16 tiles: one narrow panel, output channels split across threads
+        [1, 32, 40, 6, 4, 3, 1, 1, 1],    // 6 tiles: stays on the direct path
+        [1, 16, 24, 32, 34, 3, 1, 1, 1],  // 272 tiles: tasks of several panels, a partial last panel
+        [2, 20, 18, 2, 32, 3, 1, 1, 1],   // rows of 16 tiles, read and written as contiguous runs; one tile row per image
+        [1, 256, 256, 16, 16, 3, 1, 1, 1], // the U-Net's 256-channel 16×16 level: accuracy at full depth
     ]);
 
     [Theory]
@@ -48,20 +59,26 @@ public class Conv2dTests
             Tolerance, $"{spec} on {n}×{cin}×{h}×{w}");
     }
 
+    // channel bias, residual, scale, then the shape: (2, cin, h, w) → cout; the 8×8 and 16×16 rows take the Winograd path.
     public static IEnumerable<object[]> Epilogues => TestBackends.WithBackends(
     [
-        [true, false, 1f],
-        [false, true, 1f],
-        [false, false, 0.7071f],
-        [true, true, 0.5f],
+        [true, false, 1f, 9, 11, 6, 5],
+        [false, true, 1f, 9, 11, 6, 5],
+        [false, false, 0.7071f, 9, 11, 6, 5],
+        [true, true, 0.5f, 9, 11, 6, 5],
+        [true, false, 1f, 32, 20, 8, 8],
+        [false, true, 0.7071f, 32, 20, 8, 8],
+        [true, true, 0.5f, 32, 20, 8, 8],
+        [true, true, 0.5f, 16, 24, 16, 16],
     ]);
 
     [Theory]
     [MemberData(nameof(Epilogues))]
-    public void Conv2d_epilogue_adds_channel_bias_and_residual_then_scales(string backendName, bool channelBias, bool residual, float scale)
+    public void Conv2d_epilogue_adds_channel_bias_and_residual_then_scales(string backendName, bool channelBias, bool residual, float scale,
+        int cin, int cout, int h, int w)
     {
         using var backend = TestBackends.Create(backendName);
-        const int n = 2, cin = 9, cout = 11, h = 6, w = 5;
+        const int n = 2;
         var spec = Conv2dSpec.Same3x3(cin, cout);
         float[] x = Random(4, n * cin * h * w);
         float[] weight = Random(5, cout * cin * 9, -0.3f, 0.3f);

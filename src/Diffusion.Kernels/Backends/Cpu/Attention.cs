@@ -42,6 +42,7 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>Copies head (n, h)'s keys into rows padded to whole MR blocks and transposes its values.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void AttentionStage(in AttentionGeometry g, int pair, float* qkv, float* keys, float* values)
     {
         float* k = g.Channel(qkv, pair, block: 1);

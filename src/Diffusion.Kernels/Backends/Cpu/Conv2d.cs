@@ -12,6 +12,7 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// stay in cache while the Sgemm micro-kernel sweeps the output channels over them. Pixels of all images form
 /// one column axis, so a 4×4 layer at batch 8 fills panels as well as a 32×32 layer at batch 1. The epilogue
 /// (bias, time-embedding channel bias, residual, output scale) is applied while the tile is still in cache.
+/// 3×3 same-size convs with at least a panel of 2×2 tiles take the Winograd path instead (Conv2dWinograd.cs).
 /// </summary>
 public sealed partial class CpuBackend
 {
@@ -44,6 +45,7 @@ public sealed partial class CpuBackend
         return new CpuConv2dWeights(spec, weight, bias);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public unsafe void Conv2d(DeviceTensor x, Conv2dWeights weights, DeviceTensor y, in Conv2dEpilogue epilogue = default)
     {
         const string Op = "Conv2d";
@@ -74,13 +76,18 @@ public sealed partial class CpuBackend
 
         var geometry = new ConvGeometry(spec, x.N, x.H, x.W);
         float* source = PadInput(xt.Pointer, geometry);
+        float* cb = channelBias == null ? null : channelBias.Pointer, res = residual == null ? null : residual.Pointer;
+        if (UsesWinograd(geometry))
+        {
+            Conv2dWinograd(new ConvJob(geometry, w, source, null, yt.Pointer, cb, res, epilogue.Scale));
+            return;
+        }
         int* offsets = _convOffsets.Ints(geometry.K);
         for (int k = 0; k < geometry.K; k++)
             offsets[k] = geometry.PatchOffset(k);
 
-        var job = new ConvJob(geometry, w, source, offsets, yt.Pointer,
-            channelBias == null ? null : channelBias.Pointer, residual == null ? null : residual.Pointer, epilogue.Scale);
-        var partition = ConvPartition.For(geometry, w.MBlocks, Threads);
+        var job = new ConvJob(geometry, w, source, offsets, yt.Pointer, cb, res, epilogue.Scale);
+        var partition = ConvPartition.For(geometry.Columns, w.MBlocks, Threads);
         For(partition.Tasks, task => ConvTask(job, partition, task));
     }
 
@@ -95,7 +102,7 @@ public sealed partial class CpuBackend
         var copy = (nint)x;
         var dest = (nint)padded;
         var geometry = g;
-        For(g.N * g.Cin, plane =>
+        For(g.N * g.Cin, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (plane) =>
         {
             float* src = (float*)copy + (long)plane * geometry.H * geometry.W;
             float* dst = (float*)dest + (long)plane * geometry.PlaneSize;
@@ -321,18 +328,26 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>
-    /// How the output is cut into tasks: column ranges of up to ConvMaxPanelsPerTask panels, and, when that
-    /// leaves too few tasks to feed every thread twice (small images at batch 1), output-channel groups too.
+    /// How the output is cut into tasks: column ranges of up to ConvMaxPanelsPerTask panels, two per thread where
+    /// there are enough, and output-channel groups where one range holds every column.
     /// </summary>
     private readonly record struct ConvPartition(int ColumnTasks, int PanelsPerTask, int BlocksPerGroup, int Tasks)
     {
-        public static ConvPartition For(in ConvGeometry g, int mBlocks, int threads)
+        public static ConvPartition For(int columns, int mBlocks, int threads)
         {
-            int panels = (g.Columns + Sgemm.NR - 1) / Sgemm.NR;
+            int panels = (columns + Sgemm.NR - 1) / Sgemm.NR;
+            if (panels <= ConvMaxPanelsPerTask)
+            {
+                // Few columns (small images at batch 1): the conv is bound by reading its weights, so each thread
+                // takes its own output channels, and so its own share of the weights, over all the columns.
+                int perThread = (mBlocks + threads - 1) / threads;
+                return new ConvPartition(1, panels, perThread, (mBlocks + perThread - 1) / perThread);
+            }
             int wanted = threads == 1 ? 1 : 2 * threads;
             int perTask = Math.Clamp((panels + wanted - 1) / wanted, 1, ConvMaxPanelsPerTask);
             int columnTasks = (panels + perTask - 1) / perTask;
-            int groups = Math.Clamp((wanted + columnTasks - 1) / columnTasks, 1, mBlocks);
+            // Channel groups each repeat the column packing, so they only make up the thread count.
+            int groups = Math.Clamp((threads + columnTasks - 1) / columnTasks, 1, mBlocks);
             int perGroup = (mBlocks + groups - 1) / groups;
             groups = (mBlocks + perGroup - 1) / perGroup;
             return new ConvPartition(columnTasks, perTask, perGroup, columnTasks * groups);
@@ -344,6 +359,7 @@ public sealed partial class CpuBackend
 internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
 {
     private readonly float[] _packed;
+    private float[]? _winograd;
 
     public CpuConv2dWeights(Conv2dSpec spec, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias) : base(spec)
     {
@@ -367,6 +383,52 @@ internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
     public float[] Bias { get; }
 
     public float* Pointer => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_packed));
+
+    /// <summary>
+    /// The Winograd F(2×2, 3×3) weights U = G g Gᵀ (3×3 kernels only), G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1], as 16
+    /// matrices (one per transform point ξ) packed like <see cref="Pointer"/> with k = input channel:
+    /// ((ξ·MBlocks + block)·Cin + ci)·MR + row. Built on first use, from the direct panels, in float64.
+    /// </summary>
+    public float* WinogradPointer
+    {
+        get
+        {
+            var u = LazyInitializer.EnsureInitialized(ref _winograd, TransformForWinograd);
+            return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(u));
+        }
+    }
+
+    private float[] TransformForWinograd()
+    {
+        const int MR = Sgemm.MR;
+        int cin = Spec.InChannels;
+        var u = GC.AllocateArray<float>(checked(16 * MBlocks * cin * MR), pinned: true);
+        ReadOnlySpan<double> gm = [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1];
+        Span<double> kernel = stackalloc double[9];
+        Span<double> half = stackalloc double[12];
+        for (int m = 0; m < Spec.OutChannels; m++)
+        {
+            for (int ci = 0; ci < cin; ci++)
+            {
+                for (int k = 0; k < 9; k++) kernel[k] = _packed[((m / MR) * K + ci * 9 + k) * MR + m % MR];
+                // half = G·g (4×3), then U = half·Gᵀ (4×4).
+                for (int a = 0; a < 4; a++)
+                {
+                    for (int c = 0; c < 3; c++)
+                        half[a * 3 + c] = gm[a * 3] * kernel[c] + gm[a * 3 + 1] * kernel[3 + c] + gm[a * 3 + 2] * kernel[6 + c];
+                }
+                for (int a = 0; a < 4; a++)
+                {
+                    for (int b = 0; b < 4; b++)
+                    {
+                        double value = half[a * 3] * gm[b * 3] + half[a * 3 + 1] * gm[b * 3 + 1] + half[a * 3 + 2] * gm[b * 3 + 2];
+                        u[(((a * 4 + b) * MBlocks + m / MR) * cin + ci) * MR + m % MR] = (float)value;
+                    }
+                }
+            }
+        }
+        return u;
+    }
 
     protected override void Dispose(bool disposing) { }
 }

@@ -15,7 +15,7 @@ public sealed partial class CpuBackend
         var yt = Mine(y, nameof(y));
         Require(y.SameShape(x), "SiLU", $"y {Describe(y)} does not match x {Describe(x)}");
         var (src, dst) = ((nint)xt.Pointer, (nint)yt.Pointer);
-        ForChunks(x.Length, (start, end) =>
+        ForChunks(x.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             float* s = (float*)src, d = (float*)dst;
             long i = start;
@@ -31,7 +31,7 @@ public sealed partial class CpuBackend
         var yt = Mine(y, nameof(y));
         Require(b.SameShape(a) && y.SameShape(a), "Add", $"shapes differ: a {Describe(a)}, b {Describe(b)}, y {Describe(y)}");
         var (pa, pb, py) = ((nint)at.Pointer, (nint)bt.Pointer, (nint)yt.Pointer);
-        ForChunks(a.Length, (start, end) =>
+        ForChunks(a.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             float* sa = (float*)pa, sb = (float*)pb, d = (float*)py;
             var vscale = Vector512.Create(scale);
@@ -50,7 +50,7 @@ public sealed partial class CpuBackend
             $"y {Describe(y)} is not ({x.N}, {x.C}, {2 * x.H}, {2 * x.W})");
         int h = x.H, w = x.W;
         var (src, dst) = ((nint)xt.Pointer, (nint)yt.Pointer);
-        For(x.N * x.C, plane =>
+        For(x.N * x.C, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (plane) =>
         {
             float* s = (float*)src + (long)plane * h * w;
             float* d = (float*)dst + (long)plane * 4 * h * w;

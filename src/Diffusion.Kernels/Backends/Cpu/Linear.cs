@@ -24,6 +24,7 @@ public sealed partial class CpuBackend
         return new CpuLinearWeights(inFeatures, outFeatures, weight, bias);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public unsafe void Linear(DeviceTensor x, LinearWeights weights, DeviceTensor y, bool siluInput = false)
     {
         const string Op = "Linear";
@@ -45,7 +46,7 @@ public sealed partial class CpuBackend
         }
         const int OutputsPerTask = 64;
         var job = (X: (nint)input, Y: (nint)yt.Pointer);
-        For((outF + OutputsPerTask - 1) / OutputsPerTask, task =>
+        For((outF + OutputsPerTask - 1) / OutputsPerTask, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (task) =>
         {
             int o1 = Math.Min(outF, (task + 1) * OutputsPerTask);
             for (int o = task * OutputsPerTask; o < o1; o++)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Diffusion.Kernels.Backends.Cpu;
@@ -30,7 +31,7 @@ public sealed partial class CpuBackend
 
         var p = (X: (nint)xt.Pointer, M: (nint)mt.Pointer, Z: zt == null ? 0 : (nint)zt.Pointer,
             P: pt == null ? 0 : (nint)pt.Pointer, O: ot == null ? 0 : (nint)ot.Pointer, Next: (nint)nt.Pointer);
-        ForChunks(sample.Length, (start, end) =>
+        ForChunks(sample.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             float* x = (float*)p.X, m = (float*)p.M, z = (float*)p.Z, prev = (float*)p.P, x0Store = (float*)p.O, dst = (float*)p.Next;
             var lo = Vector512.Create(-c.ClipRange);
