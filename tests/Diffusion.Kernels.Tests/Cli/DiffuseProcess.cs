@@ -24,6 +24,8 @@ internal static class DiffuseProcess
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "diffuse.dll"));
         foreach (string arg in args) start.ArgumentList.Add(arg);
         start.Environment["DOTNET_NOLOGO"] = "1";
+        // Tests choose models explicitly or rely on the copy beside the binary, never on the caller's setting.
+        start.Environment.Remove("DIFFUSE_DEFAULT_MODEL");
         return Process.Start(start)!;
     }
 

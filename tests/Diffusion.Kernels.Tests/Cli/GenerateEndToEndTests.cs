@@ -53,6 +53,20 @@ public sealed class GenerateEndToEndTests : IDisposable
         a.ReadFloat32("sample").Should().Equal(b.ReadFloat32("sample"));
     }
 
+    /// <summary>The build copies weights/default beside the binary, so a published diffuse needs no checkout.</summary>
+    [Fact]
+    public void Without_model_the_default_model_beside_the_binary_is_used()
+    {
+        string beside = Path.Combine(AppContext.BaseDirectory, "default-model");
+        File.Exists(Path.Combine(beside, "unet", "diffusion_pytorch_model.safetensors")).Should().BeTrue();
+        string png = Path.Combine(_folder, "default.png");
+
+        var run = DiffuseProcess.Run("generate", "--steps", "2", "--batch", "2", "--seed", "1", "--device", "cpu", "--out", png);
+
+        run.ExitCode.Should().Be(0, run.StandardError);
+        File.Exists(png).Should().BeTrue();
+    }
+
     [Fact]
     public void Ctrl_c_exits_with_130_and_leaves_no_file()
     {
