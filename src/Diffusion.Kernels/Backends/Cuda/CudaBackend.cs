@@ -200,12 +200,12 @@ public sealed unsafe partial class CudaBackend : IBackend
                 halves[(long)co * padded + k] = BitConverter.HalfToUInt16Bits((Half)value);
             }
         Enter();
-        var buffer = new DeviceBuffer(_pool, Math.Max(1, halves.Length) * sizeof(ushort));
+        var buffer = new DeviceBuffer(_pool, Math.Max(1L, halves.Length) * sizeof(ushort));
         try
         {
             fixed (ushort* h = halves)
             {
-                Check(CudaDriver.cuMemcpyHtoDAsync_v2(buffer.Pointer, h, (nuint)(halves.Length * sizeof(ushort)), _device.Stream),
+                Check(CudaDriver.cuMemcpyHtoDAsync_v2(buffer.Pointer, h, (nuint)halves.Length * sizeof(ushort), _device.Stream),
                     "cuMemcpyHtoDAsync_v2", $"uploading half-precision weights of {spec}");
             }
             return new CudaConv2dWeights(spec, buffer, biasBuffer, half: true, paddedDepth: padded);
@@ -400,6 +400,10 @@ public sealed unsafe partial class CudaBackend : IBackend
         var ty = Own(y, nameof(y));
         RequireRank(ty, 2, "timestep embedding output");
         if (timesteps.Length != ty.N) throw new DiffusionException($"timestep embedding: {timesteps.Length} timesteps for {ty.N} rows");
+        // As the CPU backend: half − shift = 0 would divide by zero in the kernel and fill y with NaN and ±inf.
+        int half = ty.Shape[1] / 2;
+        if (half <= 0 || half - freqShift == 0f)
+            throw new DiffusionException($"timestep embedding: dim {ty.Shape[1]} with shift {freqShift} has no frequencies");
         Enter();
         using var t = new DeviceBuffer(_pool, Math.Max(1, timesteps.Length) * sizeof(float));
         CopyToDevice(t.Pointer, timesteps);
@@ -564,7 +568,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     private DeviceBuffer UploadBuffer(ReadOnlySpan<float> values)
     {
         Enter();
-        var buffer = new DeviceBuffer(_pool, Math.Max(1, values.Length) * sizeof(float));
+        var buffer = new DeviceBuffer(_pool, Math.Max(1L, values.Length) * sizeof(float));
         try
         {
             CopyToDevice(buffer.Pointer, values);
@@ -585,14 +589,15 @@ public sealed unsafe partial class CudaBackend : IBackend
             // A graph cannot copy from pageable memory: the values go to pinned memory the graph owns, and every
             // replay copies these same values again.
             IntPtr pinned = graph.Stage(values);
-            Check(CudaDriver.cuMemcpyHtoDAsync_v2(destination, (void*)pinned, (nuint)(values.Length * sizeof(float)), _device.Stream),
+            Check(CudaDriver.cuMemcpyHtoDAsync_v2(destination, (void*)pinned, (nuint)values.Length * sizeof(float), _device.Stream),
                 "cuMemcpyHtoDAsync_v2", $"capturing an upload of {values.Length} values");
             return;
         }
         fixed (float* s = values)
         {
             // From pageable memory the call returns once the driver has staged the data, so the span may be reused.
-            Check(CudaDriver.cuMemcpyHtoDAsync_v2(destination, s, (nuint)(values.Length * sizeof(float)), _device.Stream),
+            // The byte count is widened before multiplying: Length · 4 in int wraps from 2^29 values (2 GiB) on.
+            Check(CudaDriver.cuMemcpyHtoDAsync_v2(destination, s, (nuint)values.Length * sizeof(float), _device.Stream),
                 "cuMemcpyHtoDAsync_v2", $"uploading {values.Length} values");
         }
     }

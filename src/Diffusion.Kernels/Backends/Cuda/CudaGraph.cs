@@ -178,7 +178,7 @@ public sealed unsafe class CudaGraph : IDisposable
     /// <summary>Copies host values into pinned memory owned by this graph; the recorded copy reads them from there.</summary>
     internal IntPtr Stage(ReadOnlySpan<float> values)
     {
-        Check(CudaDriver.cuMemAllocHost_v2(out IntPtr pinned, (nuint)(values.Length * sizeof(float))), "cuMemAllocHost_v2",
+        Check(CudaDriver.cuMemAllocHost_v2(out IntPtr pinned, (nuint)values.Length * sizeof(float)), "cuMemAllocHost_v2",
             "pinned staging memory for a graph upload");
         _stagingBeingRecorded.Add(pinned);
         values.CopyTo(new Span<float>((void*)pinned, values.Length));
