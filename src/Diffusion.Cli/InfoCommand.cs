@@ -16,15 +16,18 @@ public static class InfoCommand
     public static Command Create()
     {
         var path = new Argument<string>("path") { Description = "diffusers UNet or pipeline folder, or the UNet's config.json" };
-        var command = new Command("info", "Describe a model: architecture, parameter count, dtypes, scheduler.") { path };
-        command.SetAction((parse, ct) => Task.FromResult(Run(parse.GetValue(path)!, Console.Out, Console.Error, ct)));
+        var verbose = CliOptions.Verbose();
+        var command = new Command("info", "Describe a model: architecture, parameter count, dtypes, scheduler.") { path, verbose };
+        command.SetAction((parse, ct) => Task.FromResult(Run(parse.GetValue(path)!, Console.Out, Console.Error, parse.GetValue(verbose), ct)));
         return command;
     }
 
-    /// <summary>Prints the description to <paramref name="output"/>; failures go to <paramref name="error"/> as one message.</summary>
-    public static int Run(string path, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
-    {
-        try
+    /// <summary>
+    /// Prints the description to <paramref name="output"/>; a failure goes to <paramref name="error"/> as one line
+    /// with the exit code of every other command (a malformed weights file is a bad model, 3).
+    /// </summary>
+    public static int Run(string path, TextWriter output, TextWriter error, bool verbose = false, CancellationToken cancellationToken = default) =>
+        CliErrors.Execute(verbose, () =>
         {
             var folder = ModelFolder.Open(path);
             var checkpoint = UNet2DCheckpoint.Load(folder, cancellationToken);
@@ -32,23 +35,7 @@ public static class InfoCommand
             Describe(folder, checkpoint, text);
             output.Write(text.ToString());
             return ExitCodes.Success;
-        }
-        catch (DiffusionException e)
-        {
-            error.WriteLine("error: " + e.Message);
-            return ExitCodes.BadModel;
-        }
-        catch (OperationCanceledException)
-        {
-            error.WriteLine("cancelled");
-            return ExitCodes.Cancelled;
-        }
-        catch (OutOfMemoryException)
-        {
-            error.WriteLine($"error: not enough memory to load {path}");
-            return ExitCodes.OutOfMemory;
-        }
-    }
+        }, error);
 
     private static void Describe(ModelFolder folder, UNet2DCheckpoint checkpoint, TextWriter w)
     {

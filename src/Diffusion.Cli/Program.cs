@@ -13,7 +13,17 @@ root.Subcommands.Add(BenchCommand.Create());
 using var cancellation = new CancellationTokenSource();
 using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Cancel);
 using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Cancel);
-return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, cancellation.Token);
+var parsed = root.Parse(args);
+// A mistyped command line is a usage error (exit 2) told in one line, not System.CommandLine's exit 1 and the
+// whole help text, which scripts would read as a crash.
+if (parsed.Errors.Count > 0)
+{
+    var command = parsed.CommandResult.Command;
+    string help = command is RootCommand ? "diffuse --help" : $"diffuse {command.Name} --help";
+    Console.Error.WriteLine($"diffuse: {string.Join("; ", parsed.Errors.Select(e => e.Message.TrimEnd('.')))} (see '{help}')");
+    return ExitCodes.Usage;
+}
+return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, cancellation.Token);
 
 void Cancel(PosixSignalContext context)
 {

@@ -38,11 +38,13 @@ internal static class UnetCommand
             float[] timesteps = ParseTimesteps(parse.GetValue(timestep)!, sample.Shape[0]);
 
             using var backend = CliOptions.CreateBackend(parse.GetValue(device));
-            using var net = UNet2D.Load(parse.GetValue(model)!, backend);
-            net.EnsureMemoryFor(sample.Shape[0], sample.Shape[2], sample.Shape[3]);
             int runs = parse.GetValue(repeat);
             if (runs < 1) throw new UsageException("--repeat must be at least 1");
+            using var net = UNet2D.Load(parse.GetValue(model)!, backend, ct);
+            net.EnsureMemoryFor(sample.Shape[0], sample.Shape[2], sample.Shape[3]);
             var result = TimedForward(net, sample, timesteps, runs, ct);
+            // A forward is not interruptible, so Ctrl-C during the last one is honoured here: nothing is written.
+            ct.ThrowIfCancellationRequested();
             SafetensorsWriter.Write(outPath, [new("sample", result)]);
             Console.Error.WriteLine($"wrote {outPath}: sample ({string.Join(", ", result.Shape)})");
             return ExitCodes.Success;

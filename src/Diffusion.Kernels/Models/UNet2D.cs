@@ -98,7 +98,8 @@ public sealed class UNet2D : IDenoiser, IDisposable
         (Config.InChannels, Config.SampleSize ?? 32, Config.SampleSize ?? 32);
 
     /// <summary>Loads a diffusers UNet or pipeline folder and prepares its weights on <paramref name="backend"/>.</summary>
-    public static UNet2D Load(string modelPath, IBackend backend) => Load(ModelFolder.Open(modelPath), backend);
+    public static UNet2D Load(string modelPath, IBackend backend, CancellationToken cancellationToken = default) =>
+        Load(ModelFolder.Open(modelPath), backend, cancellationToken);
 
     public static UNet2D Load(ModelFolder folder, IBackend backend, CancellationToken cancellationToken = default)
     {

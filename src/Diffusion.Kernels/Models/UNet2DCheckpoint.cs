@@ -35,10 +35,21 @@ public sealed partial class UNet2DCheckpoint
             ? tensor
             : throw new ModelConfigException(WeightsPath, null, $"has no parameter named '{name}'");
 
+    /// <summary>
+    /// Loads a folder's weights. A weights file that is not valid safetensors makes the folder unusable, so it
+    /// is reported as a <see cref="ModelConfigException"/> (the model is at fault, not an input of the run).
+    /// </summary>
     public static UNet2DCheckpoint Load(ModelFolder folder, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(folder);
-        return Load(folder.WeightsPath, folder.Config, cancellationToken);
+        try
+        {
+            return Load(folder.WeightsPath, folder.Config, cancellationToken);
+        }
+        catch (SafetensorsFormatException e)
+        {
+            throw new ModelConfigException(e.FilePath, null, e.Problem, e);
+        }
     }
 
     public static UNet2DCheckpoint Load(string weightsPath, UNet2DConfig config, CancellationToken cancellationToken = default)

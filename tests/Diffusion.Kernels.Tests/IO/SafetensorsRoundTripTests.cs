@@ -118,6 +118,28 @@ public class SafetensorsRoundTripTests
         file.Get("f64").DataOffset.Should().Be(3);
     }
 
+    /// <summary>The file is mapped, not read: opening 64 MiB of weights and reading a small tensor copies neither.</summary>
+    [Fact]
+    public void Opening_a_large_file_maps_it_instead_of_copying_it()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("large.safetensors");
+        SafetensorsWriter.WriteRaw(path,
+        [
+            new("big", SafetensorsDType.F32, [16, 1 << 20], new byte[64 << 20]),
+            new("small", SafetensorsDType.F32, [2], [0, 0, 128, 63, 0, 0, 0, 64]),
+        ], null);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        float[] small;
+        using (var file = SafetensorsFile.Open(path))
+            small = file.ReadFloat32("small");
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        small.Should().Equal(1f, 2f);
+        allocated.Should().BeLessThan(1 << 20, "a copy of the file would allocate 64 MiB");
+    }
+
     [Fact]
     public void Header_is_padded_with_spaces_to_a_multiple_of_eight()
     {

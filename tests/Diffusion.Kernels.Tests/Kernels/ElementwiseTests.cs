@@ -9,15 +9,24 @@ public class ElementwiseTests
     /// <summary>One float32 rounding plus exp's error: a few ulps of the output scale.</summary>
     private const double Tolerance = 1e-6;
 
+    /// <summary>(N, C, H, W): odd sizes whose length is no multiple of a vector, one element, and a U-Net level.</summary>
+    public static IEnumerable<object[]> Shapes => TestBackends.WithBackends(
+    [
+        [2, 5, 7, 9],
+        [1, 1, 1, 1],
+        [3, 1, 1, 17],
+        [1, 128, 32, 32],
+    ]);
+
     [Theory]
-    [MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
-    public void SiLU_matches_the_float64_reference_in_place_too(string backendName)
+    [MemberData(nameof(Shapes))]
+    public void SiLU_matches_the_float64_reference_in_place_too(string backendName, int n, int c, int h, int w)
     {
         using var backend = TestBackends.Create(backendName);
-        float[] x = Random(50, 2 * 5 * 7 * 9, -12f, 12f);
+        float[] x = Random(50, n * c * h * w, -12f, 12f);
         var expected = x.Select(v => Reference.SiLU(v)).ToArray();
-        using var xt = backend.Upload(x, 2, 5, 7, 9);
-        using var yt = backend.Allocate(2, 5, 7, 9);
+        using var xt = backend.Upload(x, n, c, h, w);
+        using var yt = backend.Allocate(n, c, h, w);
 
         backend.SiLU(xt, yt);
         ShouldMatch(Download(backend, yt), expected, Tolerance, "SiLU");
@@ -26,16 +35,16 @@ public class ElementwiseTests
     }
 
     [Theory]
-    [MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
-    public void Add_sums_then_scales_and_may_write_over_an_input(string backendName)
+    [MemberData(nameof(Shapes))]
+    public void Add_sums_then_scales_and_may_write_over_an_input(string backendName, int n, int c, int h, int w)
     {
         using var backend = TestBackends.Create(backendName);
-        float[] a = Random(51, 3 * 4 * 5 * 11), b = Random(52, 3 * 4 * 5 * 11);
+        float[] a = Random(51, n * c * h * w), b = Random(52, n * c * h * w);
         const float scale = 0.7071f;
         var expected = a.Zip(b, (u, v) => ((double)u + v) * scale).ToArray();
-        using var at = backend.Upload(a, 3, 4, 5, 11);
-        using var bt = backend.Upload(b, 3, 4, 5, 11);
-        using var yt = backend.Allocate(3, 4, 5, 11);
+        using var at = backend.Upload(a, n, c, h, w);
+        using var bt = backend.Upload(b, n, c, h, w);
+        using var yt = backend.Allocate(n, c, h, w);
 
         backend.Add(at, bt, yt, scale);
         ShouldMatch(Download(backend, yt), expected, Tolerance, "Add");
@@ -46,11 +55,10 @@ public class ElementwiseTests
     }
 
     [Theory]
-    [MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
-    public void Upsample2x_repeats_each_pixel_in_a_2x2_block(string backendName)
+    [MemberData(nameof(Shapes))]
+    public void Upsample2x_repeats_each_pixel_in_a_2x2_block(string backendName, int n, int c, int h, int w)
     {
         using var backend = TestBackends.Create(backendName);
-        const int n = 2, c = 3, h = 5, w = 7;
         float[] x = Random(53, n * c * h * w);
         var expected = new double[n * c * 4 * h * w];
         for (int plane = 0; plane < n * c; plane++)
@@ -64,12 +72,19 @@ public class ElementwiseTests
         ShouldMatch(Download(backend, yt), expected, 0, "nearest upsampling copies values exactly");
     }
 
+    /// <summary>(N, Ca, Cb, H, W): uneven halves, single channels, and the U-Net's widest skip concatenation.</summary>
+    public static IEnumerable<object[]> ConcatShapes => TestBackends.WithBackends(
+    [
+        [3, 4, 5, 3, 2],
+        [2, 1, 1, 1, 7],
+        [1, 256, 256, 8, 8],
+    ]);
+
     [Theory]
-    [MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
-    public void Concat_stacks_channels_per_image(string backendName)
+    [MemberData(nameof(ConcatShapes))]
+    public void Concat_stacks_channels_per_image(string backendName, int n, int ca, int cb, int h, int w)
     {
         using var backend = TestBackends.Create(backendName);
-        const int n = 3, ca = 4, cb = 5, h = 3, w = 2;
         float[] a = Random(54, n * ca * h * w), b = Random(55, n * cb * h * w);
         var expected = new double[n * (ca + cb) * h * w];
         int plane = h * w;

@@ -14,7 +14,7 @@ public class InfoCommandTests
     {
         var output = new StringWriter();
         var error = new StringWriter();
-        int code = InfoCommand.Run(path, output, error, TestContext.Current.CancellationToken);
+        int code = InfoCommand.Run(path, output, error, cancellationToken: TestContext.Current.CancellationToken);
         return (code, output.ToString(), error.ToString());
     }
 
@@ -59,7 +59,7 @@ public class InfoCommandTests
         code.Should().Be(3);
         output.Should().BeEmpty();
         error.Trim().Split('\n').Should().ContainSingle();
-        error.Should().StartWith("error: ").And.Contain(dir.File("diffusion_pytorch_model.safetensors")).And.Contain("shorter than");
+        error.Should().StartWith("diffuse: ").And.Contain(dir.File("diffusion_pytorch_model.safetensors")).And.Contain("shorter than");
     }
 
     [Fact]

@@ -146,7 +146,7 @@ public class UNet2DCheckpointTests
     }
 
     [Fact]
-    public void Cifar10_checkpoint_loads_all_35_746_307_parameters()
+    public void Cifar10_checkpoint_loads_all_35_746_307_parameters_and_info_reports_them()
     {
         using var dir = new TempDirectory();
         var config = UNet2DConfig.Parse(ModelJson.Cifar10, "cifar10/config.json");
@@ -156,5 +156,8 @@ public class UNet2DCheckpointTests
 
         checkpoint.ParameterCount.Should().Be(35_746_307);
         checkpoint.Tensors.Should().HaveCount(UNet2DLayout.ExpectedTensors(config).Count);
+        var output = new StringWriter();
+        Diffusion.Cli.InfoCommand.Run(dir.Path, output, TextWriter.Null, cancellationToken: TestContext.Current.CancellationToken).Should().Be(0);
+        output.ToString().Should().Contain("Parameters  35,746,307").And.Contain("F16 (");
     }
 }

@@ -50,7 +50,7 @@ public class UNet2DParityTests
         var golden = Golden.Load("unet_tiny");
         using var folder = new TemporaryModelFolder(golden.ConfigPath, golden.Weights, SafetensorsDType.F32);
         using var backend = new CpuBackend();
-        using var net = UNet2D.Load(folder.Path, backend);
+        using var net = UNet2D.Load(folder.Path, backend, TestContext.Current.CancellationToken);
 
         var output = net.Forward(golden.Sample, golden.Timesteps);
 
@@ -69,7 +69,7 @@ public class UNet2DParityTests
         var golden = Golden.Load("unet_tiny");
         using var folder = new TemporaryModelFolder(golden.ConfigPath, golden.Weights, dtype);
         using var backend = new CpuBackend();
-        using var fromHalf = UNet2D.Load(folder.Path, backend);
+        using var fromHalf = UNet2D.Load(folder.Path, backend, TestContext.Current.CancellationToken);
         var rounded = golden.Weights.ToDictionary(kv => kv.Key, kv => RoundTrip(kv.Value, dtype));
         using var fromRounded = UNet2D.Create(golden.Config, rounded, backend);
 
