@@ -18,6 +18,9 @@ with the model, its EMA and the optimizer in an atomically replaced checkpoint.
 
     # train (or continue) for up to 110 minutes, politely
     nice -n 10 /usr/bin/python3 weights/train_default.py --minutes 110 [--resume]
+    # start a new run from exported weights (model and EMA both), e.g. when the
+    # checkpoint that produced them is gone; its optimizer state starts afresh
+    nice -n 10 /usr/bin/python3 weights/train_default.py --init-from weights/default
     # export the EMA weights of the latest checkpoint as a diffusers pipeline folder
     /usr/bin/python3 weights/train_default.py --export
 """
@@ -155,7 +158,7 @@ def ema_decay(step, max_decay):
 
 
 def lr_at(step, args):
-    return args.lr * min(1.0, (step + 1) / args.warmup)
+    return args.lr * min(1.0, (step + 1 - args.first_step) / args.warmup)
 
 
 def atomic_save(obj, path):
@@ -180,8 +183,22 @@ def save_checkpoint(path, model, ema, opt, step, gen, args, wall_s):
     }, path)
 
 
+def init_from_export(folder, model, ema):
+    """Loads an exported pipeline folder's EMA weights into both model and EMA; returns its step count.
+
+    The step count carries on so that the EMA warm-up and LR warm-up do not restart as if from random
+    init; the optimizer's moments do start afresh (they were not exported), hence a short LR warm-up."""
+    weights = os.path.join(folder, "unet", "diffusion_pytorch_model.safetensors")
+    tensors, meta = safetensors_io.read(weights)
+    state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in tensors.items()}
+    model.load_state_dict(state, strict=True)
+    ema.load_state_dict(state, strict=True)
+    return int(meta.get("training_steps", 0))
+
+
 def train(args):
     torch.set_num_threads(args.threads)
+    args.first_step = 0  # the step this run's LR warm-up counts from
     os.makedirs(args.ckpt_dir, exist_ok=True)
     latest = os.path.join(args.ckpt_dir, "latest.pt")
     log_path = os.path.join(args.ckpt_dir, "train_log.tsv")
@@ -212,11 +229,15 @@ def train(args):
         gen.set_state(ck["generator"])
         torch.set_rng_state(ck["torch_rng"])
         step, wall_before = ck["step"], ck["train_wall_s"]
+        args.first_step = saved.get("first_step", 0)
         print(f"resumed at step {step} ({wall_before / 60:.1f} min trained before)", flush=True)
     elif args.resume:
         print("--resume: no checkpoint yet, starting fresh", flush=True)
     elif os.path.exists(latest):
         sys.exit(f"{latest} exists: pass --resume to continue it, or move it away to start over")
+    if args.init_from and step == 0:
+        step = args.first_step = init_from_export(args.init_from, model, ema)
+        print(f"initialised model and EMA from {args.init_from} (trained {step} steps)", flush=True)
 
     n_params = reference_unet.param_count(model)
     print(f"UNet2DModel {n_params:,} parameters; batch {args.batch_size}, {steps_per_epoch} steps/epoch", flush=True)
@@ -330,6 +351,7 @@ def main():
     ap.add_argument("--minutes", type=float, default=110, help="wall-clock training budget of this invocation")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many total steps (0: no limit)")
     ap.add_argument("--resume", action="store_true", help="continue <ckpt-dir>/latest.pt exactly")
+    ap.add_argument("--init-from", help="start from an exported pipeline folder's weights instead of random init")
     ap.add_argument("--export", action="store_true", help="export EMA weights to weights/default/ and exit")
     ap.add_argument("--checkpoint", help="checkpoint to export (default <ckpt-dir>/latest.pt)")
     ap.add_argument("--ckpt-dir", default=CKPT_DIR, help="where latest.pt and train_log.tsv live")
