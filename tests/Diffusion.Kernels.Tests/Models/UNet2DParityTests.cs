@@ -14,13 +14,15 @@ public class UNet2DParityTests
 {
     private const float Tolerance = 1e-4f;
 
+    public static IEnumerable<object[]> TinyGoldens => TestBackends.WithBackends([["unet_tiny"], ["unet_tiny2"]]);
+
+    /// <summary>On every backend: the CUDA forward is held to the same PyTorch numbers as the CPU one.</summary>
     [Theory]
-    [InlineData("unet_tiny")]
-    [InlineData("unet_tiny2")]
-    public void Tiny_models_match_pytorch(string name)
+    [MemberData(nameof(TinyGoldens))]
+    public void Tiny_models_match_pytorch(string backendName, string name)
     {
+        using var backend = TestBackends.Create(backendName);
         var golden = Golden.Load(name);
-        using var backend = new CpuBackend();
         using var net = UNet2D.Create(golden.Config, golden.Weights, backend);
 
         var output = net.Forward(golden.Sample, golden.Timesteps);
@@ -28,15 +30,16 @@ public class UNet2DParityTests
         Report(MaxAbsDifference(output, golden.Output)).Should().BeLessThanOrEqualTo(Tolerance);
     }
 
-    [Fact]
-    public void Cifar10_architecture_with_synthetic_weights_matches_pytorch()
+    [Theory]
+    [MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
+    public void Cifar10_architecture_with_synthetic_weights_matches_pytorch(string backendName)
     {
+        using var backend = TestBackends.Create(backendName);
         var config = UNet2DConfig.Load(Path.Combine(RepositoryPaths.Goldens, "unet_cifar10_config.json"));
         // The goldens were made from SyntheticWeights with seed 42 (weights/synthetic_weights.py).
         var weights = UNet2DLayout.ExpectedTensors(config)
             .ToDictionary(t => t.Name, t => new HostTensor(t.Shape, SyntheticWeights.Generate(t.Name, t.Shape, 42)));
         using var file = SafetensorsFile.Open(Path.Combine(RepositoryPaths.Goldens, "unet_cifar10.safetensors"));
-        using var backend = new CpuBackend();
         using var net = UNet2D.Create(config, weights, backend);
 
         var output = net.Forward(file.ReadTensor("sample"), file.ReadFloat32("timesteps"));
