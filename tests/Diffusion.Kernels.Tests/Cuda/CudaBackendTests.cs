@@ -1,7 +1,10 @@
 using Diffusion.Kernels.Backends;
 using Diffusion.Kernels.Backends.Cpu;
 using Diffusion.Kernels.Backends.Cuda;
+using Diffusion.Kernels.Models;
+using Diffusion.Kernels.Sampling;
 using Diffusion.Kernels.Tests.Kernels;
+using Diffusion.Kernels.Tests.Models;
 using FluentAssertions;
 using static Diffusion.Kernels.Tests.Kernels.KernelCheck;
 
@@ -131,6 +134,30 @@ public sealed class CudaBackendTests
             b.DriverAllocations.Should().Be(allocationsAfterFirst, "later steps reuse the first step's blocks");
         }
         b.BlocksInUse.Should().Be(blocksBefore, "every tensor and weight returned its memory");
+    }
+
+    /// <summary>A whole sampling run (U-Net, sampler steps, noise uploads) leaves nothing allocated behind.</summary>
+    [Fact]
+    public void A_whole_generation_gives_back_every_device_block()
+    {
+        var b = CudaGpu.Require();
+        var golden = Golden.Load("unet_tiny");
+        b.Synchronize();
+        int blocksBefore = b.BlocksInUse;
+        using (var net = UNet2D.Create(golden.Config, golden.Weights, b))
+        {
+            var samples = Pipeline.Generate(new GenerateOptions
+            {
+                Model = net,
+                SchedulerConfig = SchedulerConfig.Default,
+                Sampler = SamplerKind.EulerAncestral,
+                Steps = 4,
+                Seed = 3,
+                Batch = 2,
+            }, progress: null, TestContext.Current.CancellationToken);
+            samples.Data.Should().OnlyContain(v => float.IsFinite(v));
+        }
+        b.BlocksInUse.Should().Be(blocksBefore, "the model's weights and every sampling buffer returned their memory");
     }
 
     [Fact]
