@@ -13,7 +13,15 @@ internal static class CliOptions
         CustomParser = result =>
         {
             string text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
-            if (Enum.TryParse<DeviceKind>(text, ignoreCase: true, out var kind)) return kind;
+            // Names only: Enum.TryParse would also take numbers, including ones no DeviceKind has.
+            DeviceKind? kind = text.ToLowerInvariant() switch
+            {
+                "cpu" => DeviceKind.Cpu,
+                "cuda" => DeviceKind.Cuda,
+                "auto" => DeviceKind.Auto,
+                _ => null,
+            };
+            if (kind is { } parsed) return parsed;
             result.AddError($"--device: '{text}' is not one of cpu, cuda, auto");
             return DeviceKind.Auto;
         },

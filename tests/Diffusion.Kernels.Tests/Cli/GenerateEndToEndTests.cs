@@ -1,6 +1,8 @@
 using System.Diagnostics;
+using Diffusion.Kernels.Backends.Cuda;
 using Diffusion.Kernels.Imaging;
 using Diffusion.Kernels.IO;
+using Diffusion.Kernels.Sampling;
 using Diffusion.Kernels.Tests.Support;
 using FluentAssertions;
 
@@ -42,15 +44,51 @@ public sealed class GenerateEndToEndTests : IDisposable
     [Fact]
     public void The_same_seed_gives_the_same_images_and_the_noise_file_reproduces_them()
     {
-        string first = Path.Combine(_folder, "a.safetensors"), second = Path.Combine(_folder, "b.safetensors");
-        string[] common = ["generate", "--model", DefaultModel, "--scheduler", "ddim", "--steps", "4", "--batch", "2", "--device", "cpu"];
+        // The seeded noise of a 2×1×32×32 run, as NoiseSource draws it; DDIM's initial σ is 1, so x_T is this tensor.
+        string noise = Path.Combine(_folder, "noise.safetensors");
+        SafetensorsWriter.Write(noise, [new("sample", new HostTensor([2, 1, 32, 32], new NoiseSource(5).Initial(2 * 32 * 32)))]);
 
-        DiffuseProcess.Run([.. common, "--seed", "5", "--out", Path.Combine(_folder, "a.png"), "--save-tensor", first]).ExitCode.Should().Be(0);
-        DiffuseProcess.Run([.. common, "--seed", "5", "--out", Path.Combine(_folder, "b.png"), "--save-tensor", second]).ExitCode.Should().Be(0);
+        var seeded = Generate("a", "--seed", "5");
+        Generate("b", "--seed", "5").Should().Equal(seeded);
+        // Another seed, so only the noise file can make the result match: DDIM at η = 0 draws nothing else.
+        Generate("c", "--seed", "6", "--noise", noise).Should().Equal(seeded);
+    }
 
-        using var a = SafetensorsFile.Open(first);
-        using var b = SafetensorsFile.Open(second);
-        a.ReadFloat32("sample").Should().Equal(b.ReadFloat32("sample"));
+    [Fact]
+    public void Eta_reaches_the_ddim_sampler_and_stays_seeded()
+    {
+        var deterministic = Generate("eta0", "--seed", "5", "--eta", "0");
+        var stochastic = Generate("eta1", "--seed", "5", "--eta", "1");
+
+        Generate("eta1-again", "--seed", "5", "--eta", "1").Should().Equal(stochastic);
+        // If --eta were dropped on the way, η = 1 would run as η = 0 and give the same samples.
+        stochastic.Zip(deterministic).Count(p => p.First != p.Second).Should().BeGreaterThan(stochastic.Length / 2);
+    }
+
+    /// <summary>Auto must say what it picked, so a timing or a failure is never blamed on the wrong device.</summary>
+    [Fact]
+    public void Device_auto_names_the_device_it_chose()
+    {
+        bool gpu = CudaBackend.TryCreate(out var cuda, out _);
+        cuda?.Dispose();
+
+        var run = DiffuseProcess.Run("generate", "--model", DefaultModel, "--steps", "1", "--batch", "1", "--seed", "1",
+            "--device", "auto", "--scale", "1", "--out", Path.Combine(_folder, "auto.png"));
+
+        run.ExitCode.Should().Be(0, run.StandardError);
+        run.StandardError.Split('\n').Should().ContainSingle(line => line.StartsWith("device: ", StringComparison.Ordinal))
+            .Which.Should().StartWith(gpu ? "device: cuda (auto): " : "device: cpu (auto, no CUDA: ");
+    }
+
+    /// <summary>Runs a short batch-2 DDIM generation and returns the samples it saved with --save-tensor.</summary>
+    private float[] Generate(string name, params string[] options)
+    {
+        string tensor = Path.Combine(_folder, name + ".safetensors");
+        var run = DiffuseProcess.Run(["generate", "--model", DefaultModel, "--scheduler", "ddim", "--steps", "4", "--batch", "2",
+            "--device", "cpu", "--scale", "1", "--out", Path.Combine(_folder, name + ".png"), "--save-tensor", tensor, .. options]);
+        run.ExitCode.Should().Be(0, run.StandardError);
+        using var file = SafetensorsFile.Open(tensor);
+        return file.ReadFloat32("sample");
     }
 
     /// <summary>The build copies weights/default beside the binary, so a published diffuse needs no checkout.</summary>

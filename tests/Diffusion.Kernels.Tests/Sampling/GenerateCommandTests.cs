@@ -90,9 +90,23 @@ public sealed class GenerateCommandTests : IDisposable
     [Theory]
     [InlineData("--scheduler", "pndm")]
     [InlineData("--device", "tpu")]
+    // Enum parsing would take the numbers: 1 as cpu, 7 as a DeviceKind that does not exist.
+    [InlineData("--device", "1")]
+    [InlineData("--device", "7")]
     [InlineData("--steps", "many")]
     public void Bad_option_values_are_parse_errors(string option, string value) =>
         GenerateCommand.Create().Parse([option, value]).Errors.Should().NotBeEmpty();
+
+    [Theory]
+    [InlineData("cpu", DeviceKind.Cpu)]
+    [InlineData("CUDA", DeviceKind.Cuda)]
+    [InlineData("Auto", DeviceKind.Auto)]
+    public void Device_names_parse_in_any_case(string text, DeviceKind expected)
+    {
+        var parse = GenerateCommand.Create().Parse(["--device", text]);
+        parse.Errors.Should().BeEmpty();
+        parse.GetValue<DeviceKind>("--device").Should().Be(expected);
+    }
 
     [Fact]
     public void Sampler_names_parse_to_their_kind()

@@ -1,3 +1,5 @@
+using System.Globalization;
+using Diffusion.Kernels.Backends.Cpu;
 using Diffusion.Kernels.Sampling;
 using FluentAssertions;
 
@@ -38,6 +40,61 @@ public class SchedulerConfigTests
         // With the field present, it wins: leading for DPM-Solver gives (n − i)·(T // (n + 1)).
         var leading = config with { TimestepSpacing = TimestepSpacing.Leading };
         new DpmSolverMultistepScheduler(leading, 8).Timesteps.Should().Equal(888, 777, 666, 555, 444, 333, 222, 111);
+    }
+
+    [Fact]
+    public void Trained_betas_become_the_schedule_exactly()
+    {
+        // Full-precision doubles, and a beta_schedule the array must override: rounding through float32 or falling
+        // back to the named schedule would both change the table.
+        var random = new Random(41);
+        double[] betas = [.. Enumerable.Range(0, 20).Select(_ => 1e-4 + 0.05 * random.NextDouble())];
+        string json = $$"""
+            {"num_train_timesteps": 20, "beta_schedule": "squaredcos_cap_v2",
+             "trained_betas": [{{string.Join(", ", betas.Select(b => b.ToString("R", CultureInfo.InvariantCulture)))}}]}
+            """;
+
+        var schedule = new DdimScheduler(SchedulerConfig.Parse(json, "trained.json"), 5, 0).Schedule;
+
+        schedule.Betas.Should().Equal(betas);
+        double product = 1;
+        schedule.AlphasCumprod.Should().Equal(betas.Select(b => product *= 1 - b));
+    }
+
+    /// <summary>The fields DDIMScheduler.__init__ defaults that a DDPM config leaves out, each with a value that is not its default.</summary>
+    private static readonly (string Field, string Default, string Other)[] DdimDefaults =
+    [
+        ("set_alpha_to_one", "true", "false"),
+        ("steps_offset", "0", "1"),
+        ("timestep_spacing", "\"leading\"", "\"trailing\""),
+        ("clip_sample", "true", "false"),
+        ("prediction_type", "\"epsilon\"", "\"v_prediction\""),
+    ];
+
+    [Fact]
+    public void Ddim_reads_a_sparse_ddpm_config_as_the_same_config_with_ddims_defaults_spelled_out()
+    {
+        const string Common = """
+            "num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear"
+            """;
+        static string Spelled(string? flipped) => "{\"_class_name\": \"DDIMScheduler\", " + Common + ", " + string.Join(", ",
+            DdimDefaults.Select(d => $"\"{d.Field}\": {(d.Field == flipped ? d.Other : d.Default)}")) + "}";
+
+        var spelled = Run(Spelled(flipped: null));
+        Run("{\"_class_name\": \"DDPMScheduler\", " + Common + "}").Should().Equal(spelled);
+
+        // Every default changes this run when set the other way, so the equality above would catch a wrong one.
+        foreach (var (field, _, _) in DdimDefaults)
+            Run(Spelled(field)).Should().NotEqual(spelled, $"{field} must matter for the comparison to test its default");
+    }
+
+    /// <summary>Five DDIM steps of the toy model from seeded noise, every intermediate value left to the config.</summary>
+    private static float[] Run(string json)
+    {
+        using var backend = new CpuBackend();
+        var scheduler = Scheduler.Create(SamplerKind.Ddim, SchedulerConfig.Parse(json, "scheduler_config.json"), 5);
+        return Pipeline.Sample(new ToyDenoiser(backend, 1, 4, 4), scheduler, new NoiseSource(3), [2, 1, 4, 4],
+            cancellationToken: TestContext.Current.CancellationToken).Data;
     }
 
     [Theory]
