@@ -37,13 +37,14 @@ export DIFFUSION_KERNEL_CACHE="$(mktemp -d)"
 
 # Everything under tests/.../Cuda except the two classes that need other tools (BenchCommandTests starts
 # `dotnet diffuse.dll`; the tensor-core emulation needs /usr/bin/python3 with numpy and is CI's job), plus the
-# kernel tests and sampler goldens, whose theories run on "cpu" and "cuda". -failSkips: on this machine a test that
+# kernel tests, sampler goldens and U-Net parity, whose theories run on "cpu" and "cuda". -failSkips: on this machine a test that
 # skips for want of a GPU or NVRTC is a failure.
 step "GPU test suite (log: tests.log, trx: tests.trx)"
 timeout 240 "$bin/Diffusion.Kernels.Tests" -noColor -noLogo -failSkips -trx "$out/tests.trx" \
   -filter "/*/Diffusion.Kernels.Tests.Cuda/(!BenchCommandTests)&(!Conv2dTensorCoreEmulationTests)/*" \
   -filter "/*/Diffusion.Kernels.Tests.Kernels" \
-  -filter "/*/*/SamplerGoldenTests" >"$out/tests.log" 2>&1 || failed+=("tests (exit $?)")
+  -filter "/*/*/SamplerGoldenTests" \
+  -filter "/*/*/UNet2DParityTests" >"$out/tests.log" 2>&1 || failed+=("tests (exit $?)")
 fails=$(grep -c '\[FAIL\]' "$out/tests.log")
 if [ "$fails" -gt 0 ]; then
   echo "$fails failed; the first 20, then each distinct first line of a failure message with its count:"
