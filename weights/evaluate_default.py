@@ -226,6 +226,10 @@ def write_report(path, args, meta, train_info, acc, rows, cmd, wall, sampler_tim
     L.append(f"- Training: {meta.get('training_steps', '?')} steps of batch {train_info.get('batch_size', '?')} "
              f"({train_info.get('epochs', '?')} epochs of Fashion-MNIST train), "
              f"{train_info.get('wall_min', '?')} min wall clock on a shared 2-core CPU, seed {train_info.get('seed', '?')}.")
+    if train_info.get("init_from"):
+        L.append(f"  The run started from the export of an earlier run at step {train_info['first_step']} "
+                 f"(`--init-from {train_info['init_from']}`: weights and EMA carried over, optimizer state fresh); "
+                 "the wall clock above is this run's alone.")
     L.append(f"- Command: `{cmd}` (seed {args.seed}; sampler noise seeds {args.seed + 1} DDIM, "
              f"{args.seed + 2} DPM-Solver++, {args.seed + 3} DDPM); evaluation wall time {wall / 60:.1f} min.\n")
     L.append("## Classifier (the judge)\n")
@@ -283,7 +287,8 @@ def main():
         if str(ck["step"]) == meta.get("training_steps"):
             a = ck["args"]
             train_info.update(batch_size=a["batch_size"], seed=a["seed"], wall_min=f"{ck['train_wall_s'] / 60:.0f}",
-                              epochs=f"{ck['step'] * a['batch_size'] / 60000:.1f}")
+                              epochs=f"{ck['step'] * a['batch_size'] / 60000:.1f}",
+                              first_step=a.get("first_step", 0), init_from=a.get("init_from"))
         del ck
 
     test_probs, test_feats = classify(clf, test_x)
