@@ -6,6 +6,8 @@ namespace Diffusion.Kernels.Bench;
 /// <summary>
 /// `dotnet run -c Release --project bench/Diffusion.Kernels.Bench -- quick [filter [threads]]`: a few seconds of
 /// Stopwatch timing per workload (best of several runs), for iterating on a kernel; BenchmarkDotNet is the record.
+/// The filter matches workload names; "forward" breaks a whole forward down by op, and "bandwidth" runs only the
+/// STREAM probes, which allocate up to 768 MiB and so stay out of the unfiltered run.
 /// </summary>
 internal static class QuickReport
 {
@@ -18,21 +20,21 @@ internal static class QuickReport
             foreach (var w in DdpmCifar.Forwards()) ForwardBreakdown(w, threads);
             return;
         }
-        foreach (var w in DdpmCifar.Convs().Where(w => Matches(w, filter)))
+        if (filter == "bandwidth")
         {
-            using var f = new ConvFixture(backend, w);
-            Report(w, f.Run);
+            ReportAll(Machine.Bandwidths(), "", w => new BandwidthFixture(backend.Threads, w));
+            return;
         }
-        foreach (var w in DdpmCifar.Attentions().Where(w => Matches(w, filter)))
-        {
-            using var f = new AttentionFixture(backend, w);
-            Report(w, f.Run);
-        }
-        foreach (var w in DdpmCifar.GroupNorms().Where(w => Matches(w, filter)))
-        {
-            using var f = new GroupNormFixture(backend, w);
-            Report(w, f.Run);
-        }
+        ReportAll(DdpmCifar.Convs(), filter, w => new ConvFixture(backend, w));
+        ReportAll(DdpmCifar.Attentions(), filter, w => new AttentionFixture(backend, w));
+        ReportAll(DdpmCifar.GroupNorms(), filter, w => new GroupNormFixture(backend, w));
+        ReportAll(DdpmCifar.Linears(), filter, w => new LinearFixture(backend, w));
+        ReportAll(DdpmCifar.SiLUs(), filter, w => new SiLUFixture(backend, w));
+        ReportAll(DdpmCifar.Adds(), filter, w => new AddFixture(backend, w));
+        ReportAll(DdpmCifar.Concats(), filter, w => new ConcatFixture(backend, w));
+        ReportAll(DdpmCifar.Upsamples(), filter, w => new UpsampleFixture(backend, w));
+        ReportAll(DdpmCifar.TimestepEmbeddings(), filter, w => new TimestepEmbeddingFixture(backend, w));
+        ReportAll(DdpmCifar.SamplerSteps(), filter, w => new SamplerStepFixture(backend, w));
     }
 
     /// <summary>
@@ -69,6 +71,15 @@ internal static class QuickReport
             double ms = s.Seconds / Runs * 1e3;
             string rate = s.Flops > 0 ? $"{s.Flops / s.Seconds / 1e9,8:F0}" : $"{"",8}";
             Console.WriteLine($"  {key,-42} {s.Calls / Runs,5} {ms,8:F3} {ms / total,6:P0} {rate}");
+        }
+    }
+
+    private static void ReportAll<T>(IEnumerable<T> workloads, string filter, Func<T, IFixture> createFixture) where T : IWorkload
+    {
+        foreach (var w in workloads.Where(w => Matches(w, filter)))
+        {
+            using var fixture = createFixture(w);
+            Report(w, fixture.Run);
         }
     }
 
