@@ -125,7 +125,7 @@ public sealed partial class CpuBackend
             var sum = Vector512<float>.Zero;
             for (int j = 0; j < keys; j++)
             {
-                var e = Vector512.Exp(Vector512.Load(s + (long)j * QueryBlock) * vscale - max);
+                var e = VectorExp.Exp(Vector512.Load(s + (long)j * QueryBlock) * vscale - max);
                 e.Store(s + (long)j * QueryBlock);
                 sum += e;
             }

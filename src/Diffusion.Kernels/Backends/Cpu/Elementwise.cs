@@ -120,7 +120,7 @@ public sealed partial class CpuBackend
 
     /// <summary>x·σ(x) written as x / (1 + e^−x), PyTorch's CPU formula.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<float> SiLUValue(Vector512<float> x) => x / (Vector512<float>.One + Vector512.Exp(-x));
+    internal static Vector512<float> SiLUValue(Vector512<float> x) => x / (Vector512<float>.One + VectorExp.Exp(-x));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float SiLUValue(float x) => x / (1f + MathF.Exp(-x));
