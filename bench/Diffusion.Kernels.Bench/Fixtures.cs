@@ -72,7 +72,7 @@ public sealed class GroupNormFixture(IBackend backend, GroupNormWorkload w) : IF
     private readonly DeviceTensor _beta = Seeded.Tensor(backend, 7, w.Channels);
     private readonly DeviceTensor _y = backend.Allocate(w.Batch, w.Channels, w.Size, w.Size);
 
-    public void Run() => backend.GroupNorm(_x, _gamma, _beta, 32, 1e-6f, true, _y);
+    public void Run() => backend.GroupNorm(_x, _gamma, _beta, 32, 1e-6f, w.SiLU, _y);
 
     public void Dispose()
     {

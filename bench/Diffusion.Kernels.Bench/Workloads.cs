@@ -36,8 +36,11 @@ public sealed record AttentionWorkload(string Name, int Batch, int Channels, int
     public override string ToString() => $"{Name}, batch {Batch}";
 }
 
-/// <summary>A group norm (+SiLU) of one U-Net level: memory-bound, reported in GB/s.</summary>
-public sealed record GroupNormWorkload(string Name, int Batch, int Channels, int Size) : IWorkload
+/// <summary>
+/// A group norm of one U-Net level, with SiLU fused (resnets, conv_norm_out) or without (attention blocks), in GB/s:
+/// the plain one shows the memory-bound part, the fused one what an exp per element adds.
+/// </summary>
+public sealed record GroupNormWorkload(string Name, int Batch, int Channels, int Size, bool SiLU) : IWorkload
 {
     public double Flops => 0;
 
@@ -164,12 +167,13 @@ public static class DdpmCifar
 
     public static IEnumerable<GroupNormWorkload> GroupNorms() =>
         from batch in Batches
-        from g in new (string Name, int Channels, int Size)[]
+        from g in new (string Name, int Channels, int Size, bool SiLU)[]
         {
-            ("group norm + SiLU 128 channels at 32x32 (DDPM CIFAR level 0)", 128, 32),
-            ("group norm + SiLU 256 channels at 16x16 (DDPM CIFAR level 1)", 256, 16),
+            ("group norm + SiLU 128 channels at 32x32 (DDPM CIFAR level 0)", 128, 32, true),
+            ("group norm + SiLU 256 channels at 16x16 (DDPM CIFAR level 1)", 256, 16, true),
+            ("group norm 256 channels at 16x16 (DDPM CIFAR level 1 attention)", 256, 16, false),
         }
-        select new GroupNormWorkload(g.Name, batch, g.Channels, g.Size);
+        select new GroupNormWorkload(g.Name, batch, g.Channels, g.Size, g.SiLU);
 
     /// <summary>
     /// time_embedding.linear_1 and linear_2 (128 -> 512 -> 512, once per forward) and the time_emb_proj of each of the
