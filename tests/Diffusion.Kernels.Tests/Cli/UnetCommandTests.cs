@@ -46,6 +46,29 @@ public class UnetCommandTests
         File.ReadAllText(output).Should().Be("keep me");
     }
 
+    [Fact]
+    public void Ctrl_c_exits_with_130_and_writes_no_output()
+    {
+        using var model = new TinyUnetFolder();
+        string output = model.PathOf("never.safetensors");
+        var process = model.Start("10", output, "--repeat", "100000");
+        // The device line comes before loading; interrupt once the forwards are under way, as a terminal would.
+        var stderr = new System.Text.StringBuilder();
+        while (process.StandardError.ReadLine() is { } line)
+        {
+            stderr.AppendLine(line);
+            if (line.StartsWith("device:", StringComparison.Ordinal)) break;
+        }
+        Thread.Sleep(500);
+        using (var kill = System.Diagnostics.Process.Start("kill", ["-INT", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            kill.WaitForExit();
+
+        var run = DiffuseProcess.Finish(process);
+
+        run.ExitCode.Should().Be(130, stderr + run.StandardError);
+        File.Exists(output).Should().BeFalse();
+    }
+
     /// <summary>The tiny golden U-Net in a temporary model folder, its input sample written beside it.</summary>
     private sealed class TinyUnetFolder : IDisposable
     {
@@ -65,8 +88,10 @@ public class UnetCommandTests
         public string PathOf(string fileName) => Path.Combine(_folder.Path, fileName);
 
         /// <summary><c>diffuse unet</c> on the CPU with the golden input.</summary>
-        public DiffuseProcess.Result Run(string timesteps, string output) =>
-            DiffuseProcess.Run("unet", "--model", _folder.Path, "--input", _input, "--timestep", timesteps, "--out", output, "--device", "cpu");
+        public DiffuseProcess.Result Run(string timesteps, string output) => DiffuseProcess.Finish(Start(timesteps, output));
+
+        public System.Diagnostics.Process Start(string timesteps, string output, params string[] more) =>
+            DiffuseProcess.Start(["unet", "--model", _folder.Path, "--input", _input, "--timestep", timesteps, "--out", output, "--device", "cpu", .. more]);
 
         public void Dispose() => _folder.Dispose();
     }
