@@ -1,3 +1,6 @@
+using Diffusion.Cli;
+using Diffusion.Kernels.Backends;
+using Diffusion.Kernels.Backends.Cuda;
 using Diffusion.Kernels.IO;
 using Diffusion.Kernels.Models;
 using Diffusion.Kernels.Tests.IO;
@@ -22,6 +25,34 @@ public sealed class ExitCodeTests : IDisposable
     {
         _inputs.Dispose();
         _dir.Dispose();
+    }
+
+    /// <summary>Failures no process test can provoke here (the GPU ones) still map to README's codes.</summary>
+    public static TheoryData<Exception, int> Failures() => new()
+    {
+        { new OperationCanceledException(), 130 },
+        { new UsageException("--steps: 0"), 2 },
+        { new ModelConfigException("m/config.json", "norm_num_groups", "must divide 30"), 3 },
+        { new SafetensorsFormatException("x.safetensors", "truncated"), 4 },
+        { new OutputExistsException("out.png"), 5 },
+        { new InsufficientMemoryForBatchException(64, 512, 512, 1L << 40, 1L << 30, "cpu"), 6 },
+        { new CudaException("cuMemAlloc_v2", 2, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory", null), 6 },
+        { new NonFiniteSampleException("NaN at step 3"), 7 },
+        { new CudaException("cuLaunchKernel", 700, "CUDA_ERROR_ILLEGAL_ADDRESS", "illegal address", null), 8 },
+        { new KernelCompileException("conv2d.cu", "compile failed", "error: x"), 8 },
+        { new DeviceUnavailableException("no CUDA device"), 8 },
+        { new InvalidOperationException("a bug"), 1 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Failures))]
+    public void Every_failure_class_has_its_documented_exit_code(Exception failure, int code)
+    {
+        var log = new StringWriter();
+
+        CliErrors.Report(failure, verbose: false, log).Should().Be(code);
+
+        log.ToString().Should().StartWith("diffuse: ");
     }
 
     [Theory]
