@@ -38,7 +38,7 @@ internal static class VectorExp
         p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
         p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
 
-        // n lies in [-150, 129]; each half in [-75, 65] is a normal power of two.
+        // n lies in [-150, 128] (the clamped range times log2 e); each half in [-75, 64] is a normal power of two.
         var k = Vector512.ConvertToInt32(n);
         var half = Vector512.ShiftRightArithmetic(k, 1);
         var e = p * PowerOfTwo(half) * PowerOfTwo(k - half);
