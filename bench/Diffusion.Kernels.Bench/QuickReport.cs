@@ -6,8 +6,8 @@ namespace Diffusion.Kernels.Bench;
 /// <summary>
 /// `dotnet run -c Release --project bench/Diffusion.Kernels.Bench -- quick [filter [threads]]`: a few seconds of
 /// Stopwatch timing per workload (best of several runs), for iterating on a kernel; BenchmarkDotNet is the record.
-/// The filter matches workload names; "forward" breaks a whole forward down by op, and "bandwidth" runs only the
-/// STREAM probes, which allocate up to 768 MiB and so stay out of the unfiltered run.
+/// The filter matches workload names; "forward" breaks a whole forward down by op, "peak" runs only the FMA peak probe
+/// and "bandwidth" only the STREAM probes, which allocate up to 768 MiB and so stay out of the unfiltered run.
 /// </summary>
 internal static class QuickReport
 {
@@ -18,6 +18,11 @@ internal static class QuickReport
         if (filter == "forward")
         {
             foreach (var w in DdpmCifar.Forwards()) ForwardBreakdown(w, threads);
+            return;
+        }
+        if (filter == "peak")
+        {
+            ReportAll(new[] { new FmaPeakWorkload(1), new FmaPeakWorkload(backend.Threads) }, "", w => new FmaPeakFixture(w));
             return;
         }
         if (filter == "bandwidth")

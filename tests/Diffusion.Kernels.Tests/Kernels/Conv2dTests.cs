@@ -17,8 +17,13 @@ public class Conv2dTests
         [2, 16, 32, 8, 8, 3, 1, 1, 1],    // batch 2: pixel panels span both images
         [3, 17, 19, 6, 11, 3, 1, 1, 1],   // channel counts that are not multiples of 8 or 16
         [1, 40, 24, 10, 10, 3, 1, 1, 1],  // 360 patch rows: more than one K block
-        [5, 12, 20, 4, 4, 3, 1, 1, 1],    // 4×4 at batch 5, the U-Net's smallest level
-        [1, 24, 40, 4, 4, 3, 1, 1, 1],    // 4×4 at batch 1: 16 output columns, the narrow micro-kernel
+        [5, 12, 20, 4, 4, 3, 1, 1, 1],    // 4×4 at batch 5, the U-Net's smallest level; a last panel of 16: the narrow micro-kernel
+        // At most 16 output pixels take the transposed few-pixel path:
+        [1, 24, 40, 4, 4, 3, 1, 1, 1],    // 4×4 at batch 1: two full 8-pixel blocks, a partial channel panel
+        [1, 70, 45, 3, 3, 3, 1, 1, 1],    // 9 pixels: a partial pixel block; 630 patch rows, five K blocks
+        [2, 9, 70, 2, 3, 3, 1, 1, 1],     // 12 pixels over two images, three channel panels for two threads
+        [1, 40, 36, 8, 8, 3, 2, 0, 1],    // stride-2 downsample to 4×4, diffusers downsample_padding = 0
+        [3, 20, 12, 2, 2, 1, 1, 0, 0],    // 1×1 over 12 pixels of three images
         [1, 8, 8, 33, 35, 3, 1, 1, 1],    // rows longer than one 32-column panel
         [2, 20, 12, 5, 7, 1, 1, 0, 0],    // 1×1 shortcut
         [2, 8, 12, 9, 7, 3, 2, 1, 1],     // stride-2 downsample, symmetric padding
@@ -59,7 +64,8 @@ public class Conv2dTests
             Tolerance, $"{spec} on {n}×{cin}×{h}×{w}");
     }
 
-    // channel bias, residual, scale, then the shape: (2, cin, h, w) → cout; the 8×8 and 16×16 rows take the Winograd path.
+    // channel bias, residual, scale, then the shape: (2, cin, h, w) → cout; the 8×8 and 16×16 rows take the Winograd path,
+    // the 2×2 row (8 pixels) the few-pixel path.
     public static IEnumerable<object[]> Epilogues => TestBackends.WithBackends(
     [
         [true, false, 1f, 9, 11, 6, 5],
@@ -70,6 +76,7 @@ public class Conv2dTests
         [false, true, 0.7071f, 32, 20, 8, 8],
         [true, true, 0.5f, 32, 20, 8, 8],
         [true, true, 0.5f, 16, 24, 16, 16],
+        [true, true, 0.5f, 9, 40, 2, 2],
     ]);
 
     [Theory]

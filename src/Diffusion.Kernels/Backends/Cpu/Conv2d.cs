@@ -12,7 +12,8 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// stay in cache while the Sgemm micro-kernel sweeps the output channels over them. Pixels of all images form
 /// one column axis, so a 4×4 layer at batch 8 fills panels as well as a 32×32 layer at batch 1. The epilogue
 /// (bias, time-embedding channel bias, residual, output scale) is applied while the tile is still in cache.
-/// 3×3 same-size convs with at least a panel of 2×2 tiles take the Winograd path instead (Conv2dWinograd.cs).
+/// 3×3 same-size convs with at least a panel of 2×2 tiles take the Winograd path instead (Conv2dWinograd.cs), and
+/// convs with at most 16 output pixels a transposed product (Conv2dFewPixels.cs).
 /// </summary>
 public sealed partial class CpuBackend
 {
@@ -75,8 +76,13 @@ public sealed partial class CpuBackend
         }
 
         var geometry = new ConvGeometry(spec, x.N, x.H, x.W);
-        float* source = PadInput(xt.Pointer, geometry);
         float* cb = channelBias == null ? null : channelBias.Pointer, res = residual == null ? null : residual.Pointer;
+        if (UsesFewPixels(geometry))
+        {
+            Conv2dFewPixels(new ConvJob(geometry, w, xt.Pointer, null, yt.Pointer, cb, res, epilogue.Scale));
+            return;
+        }
+        float* source = PadInput(xt.Pointer, geometry);
         if (UsesWinograd(geometry))
         {
             Conv2dWinograd(new ConvJob(geometry, w, source, null, yt.Pointer, cb, res, epilogue.Scale));
@@ -132,30 +138,9 @@ public sealed partial class CpuBackend
         int blocks = Math.Min(job.Weights.MBlocks, block0 + part.BlocksPerGroup) - block0;
         if (blocks <= 0 || col0 >= col1) return;
 
-        // Source runs of the task's columns, one list per panel: columns along an output row read the padded
-        // input at a fixed step (the stride), so each run is copied as one strided (usually contiguous) span.
         int* runs = (t_convColumns ??= new()).Ints(RunInts * (col1 - col0) + panels + 1);
         int* panelRuns = runs + RunInts * (col1 - col0);
-        int runCount = 0;
-        for (int q = 0; q < panels; q++)
-        {
-            panelRuns[q] = runCount;
-            int start = col0 + q * NR, end = Math.Min(col1, start + NR);
-            for (int j = start; j < end;)
-            {
-                int begin = g.ColumnOffset(j);
-                int step = j + 1 < end ? g.ColumnOffset(j + 1) - begin : 1;
-                int length = 1;
-                while (j + length < end && g.ColumnOffset(j + length) == begin + length * step) length++;
-                int* run = runs + RunInts * runCount++;
-                run[0] = begin;
-                run[1] = j - start;
-                run[2] = length;
-                run[3] = length == 1 ? 1 : step;
-                j += length;
-            }
-        }
-        panelRuns[panels] = runCount;
+        BuildRuns(g, col0, col1, NR, runs, panelRuns);
 
         int ldc = panels * NR;
         float* tile = (t_convTile ??= new()).Floats((long)blocks * MR * ldc);
@@ -165,19 +150,8 @@ public sealed partial class CpuBackend
             int kc = Math.Min(ConvKBlock, g.K - k0);
             for (int q = 0; q < panels; q++)
             {
-                float* panel = packed + (long)q * kc * NR;
                 bool partial = q == panels - 1 && (col1 - col0) % NR != 0;
-                for (int kk = 0; kk < kc; kk++)
-                {
-                    float* dst = panel + kk * NR;
-                    if (partial) new Span<float>(dst, NR).Clear();
-                    float* src = job.Source + job.Offsets[k0 + kk];
-                    for (int* run = runs + RunInts * panelRuns[q]; run < runs + RunInts * panelRuns[q + 1]; run += RunInts)
-                    {
-                        if (run[3] == 1) CopyRun(src + run[0], dst + run[1], run[2]);
-                        else CopyStridedRun(src + run[0], run[3], dst + run[1], run[2]);
-                    }
-                }
+                PackPanel(job, k0, kc, packed + (long)q * kc * NR, NR, partial, runs + RunInts * panelRuns[q], runs + RunInts * panelRuns[q + 1]);
             }
             for (int q = 0; q < panels; q++)
             {
@@ -195,6 +169,53 @@ public sealed partial class CpuBackend
             }
         }
         ConvEpilogue(job, tile, ldc, block0 * MR, Math.Min(g.Cout, (block0 + blocks) * MR), col0, col1);
+    }
+
+    /// <summary>
+    /// The im2col source runs of columns [col0, col1) cut into panels of <paramref name="width"/> columns, one list
+    /// per panel (panel q's runs are [panelRuns[q], panelRuns[q + 1])): columns along an output row read the padded
+    /// input at a fixed step (the stride), so each run is copied as one strided (usually contiguous) span.
+    /// </summary>
+    private static unsafe void BuildRuns(in ConvGeometry g, int col0, int col1, int width, int* runs, int* panelRuns)
+    {
+        int panels = (col1 - col0 + width - 1) / width;
+        int runCount = 0;
+        for (int q = 0; q < panels; q++)
+        {
+            panelRuns[q] = runCount;
+            int start = col0 + q * width, end = Math.Min(col1, start + width);
+            for (int j = start; j < end;)
+            {
+                int begin = g.ColumnOffset(j);
+                int step = j + 1 < end ? g.ColumnOffset(j + 1) - begin : 1;
+                int length = 1;
+                while (j + length < end && g.ColumnOffset(j + length) == begin + length * step) length++;
+                int* run = runs + RunInts * runCount++;
+                run[0] = begin;
+                run[1] = j - start;
+                run[2] = length;
+                run[3] = length == 1 ? 1 : step;
+                j += length;
+            }
+        }
+        panelRuns[panels] = runCount;
+    }
+
+    /// <summary>Patch rows [k0, k0 + kc) of one panel's columns into <paramref name="panel"/>, row kk at panel + kk·ld.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void PackPanel(in ConvJob job, int k0, int kc, float* panel, int ld, bool partial, int* runsBegin, int* runsEnd)
+    {
+        for (int kk = 0; kk < kc; kk++)
+        {
+            float* dst = panel + kk * ld;
+            if (partial) new Span<float>(dst, ld).Clear();
+            float* src = job.Source + job.Offsets[k0 + kk];
+            for (int* run = runsBegin; run < runsEnd; run += RunInts)
+            {
+                if (run[3] == 1) CopyRun(src + run[0], dst + run[1], run[2]);
+                else CopyStridedRun(src + run[0], run[3], dst + run[1], run[2]);
+            }
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -360,6 +381,7 @@ internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
 {
     private readonly float[] _packed;
     private float[]? _winograd;
+    private float[]? _channelPanels;
 
     public CpuConv2dWeights(Conv2dSpec spec, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias) : base(spec)
     {
@@ -383,6 +405,34 @@ internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
     public float[] Bias { get; }
 
     public float* Pointer => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_packed));
+
+    /// <summary>Output channels in panels of <see cref="Sgemm.NR"/>, the last one zero-padded.</summary>
+    public int ChannelPanels => (Spec.OutChannels + Sgemm.NR - 1) / Sgemm.NR;
+
+    /// <summary>
+    /// The same weights as NR-channel panels, each stored k-major (NR channel values per k), for the few-pixel
+    /// path that multiplies them as the B matrix: (panel·K + k)·NR + channel % NR. Built on first use.
+    /// </summary>
+    public float* ChannelPanelPointer
+    {
+        get
+        {
+            var panels = LazyInitializer.EnsureInitialized(ref _channelPanels, PackChannelPanels);
+            return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(panels));
+        }
+    }
+
+    private float[] PackChannelPanels()
+    {
+        const int MR = Sgemm.MR, NR = Sgemm.NR;
+        var panels = GC.AllocateArray<float>(checked(ChannelPanels * K * NR), pinned: true);
+        for (int m = 0; m < Spec.OutChannels; m++)
+        {
+            for (int k = 0; k < K; k++)
+                panels[((m / NR) * K + k) * NR + m % NR] = _packed[((m / MR) * K + k) * MR + m % MR];
+        }
+        return panels;
+    }
 
     /// <summary>
     /// The Winograd F(2×2, 3×3) weights U = G g Gᵀ (3×3 kernels only), G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1], as 16
