@@ -34,6 +34,40 @@ public class ElementwiseTests
         ShouldMatch(Download(backend, xt), expected, Tolerance, "in-place SiLU");
     }
 
+    /// <summary>
+    /// Each value within 4 ulp of x / (1 + e^−x) in float64, PyTorch's formula, across the whole float range and
+    /// the specials: results under 1e−30 in size may be 0 (e^−x overflows first), −∞ gives NaN (−∞/∞) as in
+    /// PyTorch, +∞ gives +∞. 35 values: two whole vectors and a scalar tail.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
+    public void SiLU_is_accurate_from_the_smallest_to_the_largest_input(string backendName)
+    {
+        using var backend = TestBackends.Create(backendName);
+        float[] x =
+        [
+            float.NegativeInfinity, -3e38f, -1e30f, -200f, -88.73f, -88.5f, -88.01f, -87.9f, -60f, -20f, -3.3f, -1f,
+            -1e-3f, -1e-30f, -0f, 0f, 1e-30f, 1e-3f, 0.7f, 1f, 5f, 20f, 60f, 88f, 100f, 1e30f, 3e38f,
+            float.PositiveInfinity, float.NaN, -88.2f, -17.25f, 9.5f, -88.9f, -1e20f, 42f,
+        ];
+        using var xt = backend.Upload(x, 1, x.Length, 1, 1);
+        using var yt = backend.Allocate(1, x.Length, 1, 1);
+        backend.SiLU(xt, yt);
+        float[] got = Download(backend, yt);
+
+        for (int i = 0; i < x.Length; i++)
+        {
+            double v = x[i];
+            double expected = double.IsNegativeInfinity(v) ? double.NaN : v / (1 + Math.Exp(-v));
+            if (double.IsNaN(expected))
+                float.IsNaN(got[i]).Should().BeTrue($"SiLU({x[i]}) is NaN, got {got[i]}");
+            else if (double.IsInfinity(expected))
+                ((double)got[i]).Should().Be(expected, $"SiLU({x[i]})");
+            else
+                Math.Abs(got[i] - expected).Should().BeLessThanOrEqualTo(Math.Max(4 * 1.1920929e-7 * Math.Abs(expected), 1e-30), $"SiLU({x[i]})");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Shapes))]
     public void Add_sums_then_scales_and_may_write_over_an_input(string backendName, int n, int c, int h, int w)
