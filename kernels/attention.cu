@@ -7,7 +7,7 @@
 //   y[n, h·d + c, t] = Σ_j softmax_j(q_t · k_j · scale) · v[c, j],   scale = 1/√d (host computes it)
 // The softmax subtracts the row maximum and uses IEEE expf (no fast-math).
 //
-// Versions (DIFFUSION_KERNEL_VERSION_attention=1|2):
+// Versions (DIFFUSION_KERNEL_VERSION_attention=1|2|3):
 //   1  attention_v1: one block per query. Its T scores go to shared memory, the block reduces the row maximum
 //      and the sum of exponentials, then each thread produces output channels. Simple, but every block reads
 //      all of K and V, once per query.
@@ -18,6 +18,15 @@
 //      so the T×T score matrix is never written to global memory, and K and V are read once per BQ queries.
 //      The head dimension is processed in chunks of 32, so any d works; O needs BQ·(d+1) floats of dynamic
 //      shared memory (the +1 pad keeps column reads on distinct banks).
+//   3  attention_v3 (opt-in: CudaBackendOptions.HalfPrecision, never the default): the same flash attention with
+//      S = Q·Kᵀ and O += P·V on tensor cores (mma.sync m16n8k16, half inputs, float32 accumulate). q, k and v stay
+//      float32 in memory and are rounded to half as they are staged into shared memory; P is rounded to half for
+//      the second product. The softmax (m, l, the rescaling) stays float32 with IEEE expf. A block of 4 warps owns
+//      64 queries, 16 per warp, and walks the keys in tiles of 32; each warp keeps its rows' O in registers (d up to
+//      256; the host runs version 2 for wider heads), and its S accumulators serve directly as the A operand of
+//      P·V. Needs compute capability 8.0+ (on older GPUs the entry point exists but traps; the host refuses it).
+//      Rounding q, k, v and P to 11 significant bits costs accuracy: expect ~1e-3 normalised error (4e-4 to 6e-4
+//      measured by the emulation on uniform(−2, 2) inputs), not ~1e-6.
 
 __device__ __forceinline__ float neg_infinity() { return __int_as_float(0xff800000); }
 
@@ -240,4 +249,226 @@ extern "C" __global__ void __launch_bounds__(256, 2) attention_v2_q32(const floa
                                                                  int channels, int tokens, int head_dim, float scale)
 {
     attention_flash<32>(qkv, y, channels, tokens, head_dim, scale);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Version 3: tensor cores.
+//
+// Fragment layouts of mma.sync.aligned.m16n8k16.row.col (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating
+// point type"), with g = lane / 4 and t = lane % 4; each 32-bit register holds two halves, the lower index in the
+// lower 16 bits:
+//   A (16 × 16, row = query, col = k):  a0 = (g, 2t..2t+1)  a1 = (g+8, 2t..)  a2 = (g, 2t+8..)  a3 = (g+8, 2t+8..)
+//   B (16 × 8, row = k, col = n):       b0 = (2t..2t+1, g)   b1 = (2t+8..2t+9, g)
+//   C (16 × 8, float32):                c0, c1 = (g, 2t..2t+1)   c2, c3 = (g+8, 2t..2t+1)
+// S = Q·Kᵀ has k = head-dimension channel, n = key; O = P·V has k = key, n = channel. Q and K are staged
+// [token][channel] and V [channel][key], so every fragment register is one aligned 32-bit shared-memory load. The S
+// accumulators of two neighbouring 8-key tiles are, element for element, the A fragment of P for a 16-key step, so P
+// goes from the softmax to the second mma without touching shared memory.
+
+namespace attention_mma
+{
+constexpr int BQ = 64;          // queries per block: 16 per warp, one mma row block each
+constexpr int KT = 32;          // keys per tile
+constexpr int DMAX = 256;       // largest head dimension: a warp's 16 output rows live in registers, DMAX/2 floats per
+                                // thread (the CIFAR U-Net's single head is 256 wide); larger heads run version 2
+constexpr int THREADS = 128;
+constexpr int PAD = 8;          // halves added to each shared row: row strides of 4 mod 8 words put the 8 rows × 4
+                                // words of a fragment load (and of a staging store) on 32 distinct banks
+constexpr int VLD = KT + PAD;   // V tile row length in halves
+}
+
+// Two floats rounded to nearest-even halves, packed low then high (the order the fragments expect).
+__device__ __forceinline__ unsigned int attention_pack_half2(float lo, float hi)
+{
+    unsigned int packed;
+    asm("{\n\t.reg .b16 lo16, hi16;\n\t"
+        "cvt.rn.f16.f32 lo16, %1;\n\t"
+        "cvt.rn.f16.f32 hi16, %2;\n\t"
+        "mov.b32 %0, {lo16, hi16};\n\t}"
+        : "=r"(packed)
+        : "f"(lo), "f"(hi));
+    return packed;
+}
+
+// d += a · b on one 16 × 8 output fragment.
+__device__ __forceinline__ void attention_mma_m16n8k16(float (&d)[4], const unsigned int (&a)[4], unsigned int b0, unsigned int b1)
+{
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ unsigned int attention_load_pair(const unsigned short* p)
+{
+    return *reinterpret_cast<const unsigned int*>(p);
+}
+
+// Stages tokens [token0, token0 + ROWS) of one head's d × T matrix (q or k) as tile[row][channel] halves, zero past
+// the last token and past head_dim. Each warp pass covers 8 tokens × 4 channel pairs: the global reads are whole
+// 32-byte sectors (8 neighbouring tokens of a channel) and the 32-bit stores land on 32 distinct banks, where 32
+// consecutive tokens of one channel pair would hit 8 banks 4 times each.
+template <int ROWS>
+__device__ __forceinline__ void attention_stage_rows(unsigned short* tile, int ld, const float* __restrict__ src,
+                                                     int token0, int tokens, int head_dim, int d_pad)
+{
+    for (int e = threadIdx.x; e < ROWS * d_pad / 2; e += attention_mma::THREADS)
+    {
+        const int pass = e / 32;
+        const int row = (pass % (ROWS / 8)) * 8 + e % 8;
+        const int c = 2 * ((pass / (ROWS / 8)) * 4 + (e % 32) / 8);
+        const int token = token0 + row;
+        const float lo = token < tokens && c < head_dim ? src[(size_t)c * tokens + token] : 0.0f;
+        const float hi = token < tokens && c + 1 < head_dim ? src[(size_t)(c + 1) * tokens + token] : 0.0f;
+        *reinterpret_cast<unsigned int*>(&tile[row * ld + c]) = attention_pack_half2(lo, hi);
+    }
+}
+
+// BQ queries per block, one warp per 16 of them. Each warp keeps its rows' running maximum m, running sum l and
+// unnormalised output O in registers (the thread of lane (g, t) holds rows g and g + 8) and runs the same online
+// softmax as version 2 per key tile, with S and P·V on tensor cores. The head dimension is padded with zeros to a
+// multiple of 16 (one mma k-step); dynamic shared memory holds Q, one K tile and one V tile (71 KB at d = 256).
+extern "C" __global__ void __launch_bounds__(attention_mma::THREADS) attention_v3(const float* __restrict__ qkv, float* __restrict__ y,
+                                                                     int channels, int tokens, int head_dim, float scale)
+{
+#if __CUDA_ARCH__ >= 800
+    using namespace attention_mma;
+    extern __shared__ __align__(16) unsigned short attention_tiles[];
+    const int d_pad = (head_dim + 15) & ~15;
+    const int ld = d_pad + PAD;
+    unsigned short* q_tile = attention_tiles;     // [BQ][ld]
+    unsigned short* k_tile = q_tile + BQ * ld;    // [KT][ld]
+    unsigned short* v_tile = k_tile + KT * ld;    // [d_pad][VLD]
+
+    const int q0 = blockIdx.x * BQ;
+    const int head = blockIdx.y;
+    const int n = blockIdx.z;
+    const int warp = threadIdx.x / 32;
+    const int g = (threadIdx.x % 32) / 4;
+    const int t = threadIdx.x % 4;
+    const int row0 = warp * 16;
+    const float* q = qkv + ((size_t)n * 3 * channels + (size_t)head * head_dim) * tokens;
+    const float* k = q + (size_t)channels * tokens;
+    const float* v = k + (size_t)channels * tokens;
+
+    float o[DMAX / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < DMAX / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) o[nt][e] = 0.0f;
+    float row_max[2] = {neg_infinity(), neg_infinity()};
+    float row_sum[2] = {0.0f, 0.0f}; // this thread's share; the quad's four shares are added at the end
+
+    attention_stage_rows<BQ>(q_tile, ld, q, q0, tokens, head_dim, d_pad);
+    for (int key0 = 0; key0 < tokens; key0 += KT)
+    {
+        __syncthreads(); // every warp is done with the previous K and V tiles
+        attention_stage_rows<KT>(k_tile, ld, k, key0, tokens, head_dim, d_pad);
+        for (int e = threadIdx.x; e < d_pad * (KT / 2); e += THREADS)
+        {
+            const int c = e / (KT / 2);
+            const int j = 2 * (e % (KT / 2)); // consecutive lanes read consecutive keys
+            const int key = key0 + j;
+            const float lo = c < head_dim && key < tokens ? v[(size_t)c * tokens + key] : 0.0f;
+            const float hi = c < head_dim && key + 1 < tokens ? v[(size_t)c * tokens + key + 1] : 0.0f;
+            *reinterpret_cast<unsigned int*>(&v_tile[c * VLD + j]) = attention_pack_half2(lo, hi);
+        }
+        __syncthreads();
+
+        // S = Q·Kᵀ for the warp's 16 queries and the tile's KT keys.
+        float s[KT / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < KT / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[nt][e] = 0.0f;
+        for (int kk = 0; kk < d_pad; kk += 16)
+        {
+            const unsigned short* top = &q_tile[(row0 + g) * ld + kk + 2 * t];
+            const unsigned short* bottom = top + 8 * ld;
+            const unsigned int a[4] = {attention_load_pair(top), attention_load_pair(bottom), attention_load_pair(top + 8),
+                                       attention_load_pair(bottom + 8)};
+#pragma unroll
+            for (int nt = 0; nt < KT / 8; nt++)
+            {
+                const unsigned short* key = &k_tile[(nt * 8 + g) * ld + kk + 2 * t];
+                attention_mma_m16n8k16(s[nt], a, attention_load_pair(key), attention_load_pair(key + 8));
+            }
+        }
+
+        // Online softmax, in float32. Element (nt, 2r + e) of s is row g + 8r against key nt·8 + 2t + e; the other
+        // keys of the row sit in the three other lanes of the quad, so the row maximum is two shuffles away.
+#pragma unroll
+        for (int r = 0; r < 2; r++)
+        {
+            float tile_max = neg_infinity();
+#pragma unroll
+            for (int nt = 0; nt < KT / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 2; e++)
+                {
+                    const float score = key0 + nt * 8 + 2 * t + e < tokens ? s[nt][2 * r + e] * scale : neg_infinity();
+                    s[nt][2 * r + e] = score;
+                    tile_max = fmaxf(tile_max, score);
+                }
+            tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+            tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+            // Key 0 is in the first tile, so new_max is finite from then on and exp(−inf − new_max) = 0 masks.
+            const float new_max = fmaxf(row_max[r], tile_max);
+            const float rescale = expf(row_max[r] - new_max);
+            float tile_sum = 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < KT / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 2; e++)
+                {
+                    const float p = expf(s[nt][2 * r + e] - new_max);
+                    s[nt][2 * r + e] = p;
+                    tile_sum += p;
+                }
+            row_sum[r] = row_sum[r] * rescale + tile_sum;
+            row_max[r] = new_max;
+#pragma unroll
+            for (int nt = 0; nt < DMAX / 8; nt++)
+                if (nt * 8 < d_pad)
+                {
+                    o[nt][2 * r] *= rescale;
+                    o[nt][2 * r + 1] *= rescale;
+                }
+        }
+
+        // O += P·V, 16 keys per mma k-step; columns past d_pad are never touched.
+#pragma unroll
+        for (int ks = 0; ks < KT / 16; ks++)
+        {
+            const unsigned int a[4] = {attention_pack_half2(s[2 * ks][0], s[2 * ks][1]), attention_pack_half2(s[2 * ks][2], s[2 * ks][3]),
+                                       attention_pack_half2(s[2 * ks + 1][0], s[2 * ks + 1][1]),
+                                       attention_pack_half2(s[2 * ks + 1][2], s[2 * ks + 1][3])};
+#pragma unroll
+            for (int nt = 0; nt < DMAX / 8; nt++)
+                if (nt * 8 < d_pad)
+                {
+                    const unsigned short* column = &v_tile[(nt * 8 + g) * VLD + ks * 16 + 2 * t];
+                    attention_mma_m16n8k16(o[nt], a, attention_load_pair(column), attention_load_pair(column + 8));
+                }
+        }
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; r++)
+    {
+        row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
+        row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
+    }
+    float* out = y + ((size_t)n * channels + (size_t)head * head_dim) * tokens;
+#pragma unroll
+    for (int nt = 0; nt < DMAX / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+        {
+            const int c = nt * 8 + 2 * t + e % 2;
+            const int query = q0 + row0 + g + 8 * (e / 2);
+            if (c < head_dim && query < tokens) out[(size_t)c * tokens + query] = o[nt][e] / row_sum[e / 2];
+        }
+#else
+    __trap();
+#endif
 }

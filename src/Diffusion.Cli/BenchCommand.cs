@@ -28,7 +28,7 @@ internal static class BenchCommand
         };
         var batches = new Option<string>("--batch") { Description = "comma-separated batch sizes", DefaultValueFactory = _ => "1,64" };
         var versions = new Option<bool>("--versions") { Description = "run every kernel version (CUDA), not only the selected one" };
-        var half = new Option<bool>("--half") { Description = "CUDA: half-precision tensor-core convolutions (conv2d version 3)" };
+        var half = new Option<bool>("--half") { Description = "CUDA: half-precision tensor-core convolutions and attention (conv2d and attention version 3)" };
         var iterations = new Option<int>("--iterations") { Description = "timed runs per op; the median is reported", DefaultValueFactory = _ => 20 };
         var warmup = new Option<int>("--warmup") { Description = "untimed runs before timing", DefaultValueFactory = _ => 3 };
         var json = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
@@ -276,12 +276,14 @@ internal sealed class BenchTargets : IDisposable
         string? kernelOp = op switch { "conv" => "conv2d", "group_norm" => "group_norm", "attention" => "attention", "linear" => "linear", _ => null };
         if (op is "unet" or "unet_graph")
         {
-            // Whole-network rows compare float32 with half-precision convolutions rather than every kernel version.
-            yield return (_cuda.Versions.Conv2d == 3 ? "fp16" : "fp32", _cuda);
+            // Whole-network rows compare float32 with half precision (tensor-core convolutions and attention) rather
+            // than every kernel version.
+            bool half = _cuda.Versions.Conv2d == 3;
+            yield return (half ? "fp16" : "fp32", _cuda);
             if (_settings.AllVersions)
             {
-                var other = Variant(_cuda.Versions with { Conv2d = _cuda.Versions.Conv2d == 3 ? 2 : 3 });
-                yield return (other.Versions.Conv2d == 3 ? "fp16" : "fp32", other);
+                int other = half ? 2 : 3;
+                yield return (half ? "fp32" : "fp16", Variant(_cuda.Versions with { Conv2d = other, Attention = other }));
             }
             yield break;
         }
@@ -300,7 +302,8 @@ internal sealed class BenchTargets : IDisposable
         foreach (var backend in _variants.Values.Reverse()) backend.Dispose();
     }
 
-    private static string Label(string kernelOp, int version) => kernelOp == "conv2d" && version == 3 ? "v3 fp16" : $"v{version}";
+    private static string Label(string kernelOp, int version) =>
+        kernelOp is "conv2d" or "attention" && version == 3 ? "v3 fp16" : $"v{version}";
 
     private CudaBackend Variant(KernelVersions versions)
     {

@@ -14,8 +14,8 @@ internal static class CudaGpu
     public static readonly KernelVersions Simple = KernelVersions.Simple;
     public static readonly KernelVersions Default = KernelVersions.Default;
 
-    /// <summary>Default kernels with half-precision tensor-core convolutions (conv2d version 3).</summary>
-    public static readonly KernelVersions Half = KernelVersions.Default with { Conv2d = 3 };
+    /// <summary>Default kernels with half-precision tensor-core convolutions and attention (version 3 of each).</summary>
+    public static readonly KernelVersions Half = KernelVersions.Default with { Conv2d = 3, Attention = 3 };
 
     public static CudaBackend Require(KernelVersions? versions = null)
     {

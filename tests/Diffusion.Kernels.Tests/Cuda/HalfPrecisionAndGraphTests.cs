@@ -1,6 +1,7 @@
 using Diffusion.Kernels.Backends;
 using Diffusion.Kernels.Backends.Cuda;
 using Diffusion.Kernels.Models;
+using Diffusion.Kernels.Tests.Kernels;
 using Diffusion.Kernels.Tests.Models;
 using FluentAssertions;
 using static Diffusion.Kernels.Tests.Kernels.KernelCheck;
@@ -11,10 +12,10 @@ namespace Diffusion.Kernels.Tests.Cuda;
 public sealed class HalfPrecisionAndGraphUnitTests
 {
     [Fact]
-    public void Half_precision_selects_conv2d_version_3_and_nothing_else()
+    public void Half_precision_selects_version_3_of_conv2d_and_attention_and_nothing_else()
     {
         var options = new CudaBackendOptions { Versions = KernelVersions.Simple, HalfPrecision = true };
-        options.ResolveVersions().Should().Be(new KernelVersions(3, 1, 1, 1));
+        options.ResolveVersions().Should().Be(new KernelVersions(3, 1, 3, 1));
         new CudaBackendOptions { Versions = KernelVersions.Default }.ResolveVersions().Should().Be(KernelVersions.Default);
         KernelVersions.Default.With("attention", 1).Should().Be(new KernelVersions(2, 2, 1, 2));
         FluentActions.Invoking(() => KernelVersions.Default.With("group_norm", 3)).Should().Throw<DiffusionException>();
@@ -76,10 +77,12 @@ public sealed class HalfPrecisionAndGraphUnitTests
 }
 
 /// <summary>
-/// Half-precision convolution and CUDA graphs on a real GPU (skipped without one; NOT yet run — this task had no
-/// GPU). Half tolerance: inputs and weights are rounded to 11 significant bits (unit roundoff 2⁻¹¹ ≈ 4.9e-4) and
-/// accumulated in float32, so the normalised error (<see cref="KernelCheck.NormalisedError"/>) of a long dot product
-/// sits near 5e-4; 3e-3 fails on any indexing mistake (which gives errors of order 1) and passes honest rounding.
+/// Half-precision convolution and attention and CUDA graphs on a real GPU (skipped without one; NOT yet run — no
+/// task so far had a GPU). Half tolerance: inputs and weights are rounded to 11 significant bits (unit roundoff
+/// 2⁻¹¹ ≈ 4.9e-4) and accumulated in float32, so the normalised error (<see cref="KernelCheck.NormalisedError"/>) of a
+/// long dot product sits near 5e-4; 3e-3 fails on any indexing mistake (which gives errors of order 1) and passes
+/// honest rounding. Attention also rounds the softmax weights P to half before P·V; attention_v3_emulation.py
+/// measures 4e-4 to 6e-4 on the attention shapes below.
 /// </summary>
 public sealed class CudaHalfPrecisionAndGraphTests
 {
@@ -104,6 +107,38 @@ public sealed class CudaHalfPrecisionAndGraphTests
         plain.Should().BeLessThan(HalfTolerance);
         plain.Should().BeGreaterThan(1e-6, "the values really went through half precision (else the fp32 kernel ran)");
         fused.Should().BeLessThan(HalfTolerance);
+    }
+
+    public static TheoryData<int, int, int, int> AttentionCases() => new()
+    {
+        // batch, channels, heads, side
+        { 2, 256, 1, 16 },   // the CIFAR U-Net's 16×16 attention, d = 256
+        { 1, 256, 4, 8 },    // d = 64, 4 heads, 64 tokens: one full query tile
+        { 2, 80, 2, 5 },     // d = 40 (padded to 48), 25 tokens: partial query and key tiles
+        { 1, 36, 3, 7 },     // d = 12, 49 tokens
+        { 1, 300, 1, 4 },    // d = 300 is wider than version 3 keeps in registers: version 2 runs instead
+    };
+
+    [Theory]
+    [MemberData(nameof(AttentionCases))]
+    public void Half_precision_attention_matches_reference(int batch, int channels, int heads, int side)
+    {
+        var b = CudaGpu.Require(CudaGpu.Half);
+        int tokens = side * side;
+        float[] qkv = Random(batch * 100 + channels + heads + side, batch * 3 * channels * tokens, -2f, 2f);
+
+        using var tq = b.Upload(qkv, batch, 3 * channels, side, side);
+        using var ty = b.Allocate(batch, channels, side, side);
+        b.Attention(tq, ty, heads);
+
+        double error = NormalisedError(Download(b, ty), Reference.Attention(qkv, batch, channels, tokens, heads));
+        if (channels / heads > LaunchGeometry.AttentionMmaMaxHeadDim)
+        {
+            error.Should().BeLessThan(1e-5, "the float32 flash attention ran");
+            return;
+        }
+        error.Should().BeLessThan(HalfTolerance);
+        error.Should().BeGreaterThan(1e-6, "the values really went through half precision (else a float32 kernel ran)");
     }
 
     [Fact]

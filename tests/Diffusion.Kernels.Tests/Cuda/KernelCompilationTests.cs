@@ -17,7 +17,7 @@ public sealed class KernelCompilationTests(ITestOutputHelper output)
     {
         ["conv2d.cu"] = ["conv2d_v1", "conv2d_v2_k1", "conv2d_v2_k3", "conv2d_v2_kn", "conv2d_v3_k1", "conv2d_v3_k3", "conv2d_v3_kn"],
         ["group_norm.cu"] = ["group_norm_v1", "group_norm_v2"],
-        ["attention.cu"] = ["attention_v1", "attention_v2_q16", "attention_v2_q32"],
+        ["attention.cu"] = ["attention_v1", "attention_v2_q16", "attention_v2_q32", "attention_v3"],
         ["linear.cu"] = ["linear_v1", "linear_v2"],
         ["elementwise.cu"] = ["silu", "add_scaled", "upsample2x", "concat_channels", "timestep_embedding"],
         ["sampler.cu"] = ["sampler_step"],
@@ -30,7 +30,7 @@ public sealed class KernelCompilationTests(ITestOutputHelper output)
     private static readonly HashSet<string> Hot =
     [
         "conv2d_v2_k1", "conv2d_v2_k3", "conv2d_v2_kn", "conv2d_v3_k1", "conv2d_v3_k3", "conv2d_v3_kn", "group_norm_v2", "attention_v2_q16", "attention_v2_q32",
-        "linear_v2", "silu", "add_scaled", "upsample2x", "concat_channels", "sampler_step",
+        "attention_v3", "linear_v2", "silu", "add_scaled", "upsample2x", "concat_channels", "sampler_step",
     ];
 
     public static TheoryData<string, int> FilesAndArchitectures()
@@ -94,6 +94,30 @@ public sealed class KernelCompilationTests(ITestOutputHelper output)
             f.SharedBytes.Should().Be(2 * 2 * 64 * 40 * sizeof(ushort), "two stages of a 64×40 half tile for weights and for pixels");
             f.Registers.Should().BeLessThanOrEqualTo(255);
         }
+    }
+
+    /// <summary>
+    /// The same for attention version 3, whose tiles live in dynamic shared memory (sized by the head dimension on the
+    /// host): no static shared memory, and its 256-column output rows fit in registers without spilling.
+    /// </summary>
+    [Theory]
+    [InlineData(80)]
+    [InlineData(90)]
+    public void Attention_version_3_is_built_on_mma_sync(int architecture)
+    {
+        RequireNvrtc();
+        string source = File.ReadAllText(Path.Combine(RepositoryPaths.Kernels, "attention.cu"));
+
+        var ptx = NvrtcCompiler.Compile("attention.cu", source, NvrtcCompiler.BaseOptions(new KernelTarget(architecture, Cubin: false)), cubin: false);
+        var cubin = NvrtcCompiler.Compile("attention.cu", source,
+            NvrtcCompiler.BaseOptions(new KernelTarget(architecture, Cubin: true)).Append("--ptxas-options=-v").ToList(), cubin: true);
+
+        string text = System.Text.Encoding.ASCII.GetString(ptx.Image);
+        text.Should().Contain("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32").And.Contain("cvt.rn.f16.f32");
+        var v3 = PtxasReport.Parse(cubin.Log).Single(f => f.Name == "attention_v3");
+        output.WriteLine($"{v3.Architecture} attention_v3: {v3.Registers} registers, spills {v3.SpillStoreBytes}/{v3.SpillLoadBytes} B");
+        v3.SharedBytes.Should().Be(0, "Q, K and V tiles are dynamic shared memory");
+        v3.Registers.Should().BeLessThanOrEqualTo(255);
     }
 
     [Fact]

@@ -68,6 +68,18 @@ public sealed class LaunchGeometryTests
     }
 
     [Fact]
+    public void Tensor_core_attention_takes_64_queries_per_block_and_sizes_its_tiles_by_the_head()
+    {
+        // d = 256: (64 + 32) rows of 264 halves for Q and K, 256 rows of 40 halves for V.
+        LaunchGeometry.AttentionTensorCore(batch: 2, heads: 1, tokens: 256, headDim: 256, A100)
+            .Should().Be(new Launch(4, 1, 2, 128, ((64 + 32) * 264 + 256 * 40) * 2));
+        // d = 40 pads to 48; 40 tokens are one partial query tile.
+        LaunchGeometry.AttentionTensorCore(batch: 1, heads: 2, tokens: 40, headDim: 40, A100)
+            .Should().Be(new Launch(1, 2, 1, 128, ((64 + 32) * 56 + 48 * 40) * 2));
+        LaunchGeometry.AttentionTensorCore(1, 1, 256, 257, H100).Should().BeNull("wider heads run version 2");
+    }
+
+    [Fact]
     public void Per_query_attention_rejects_rows_larger_than_shared_memory()
     {
         LaunchGeometry.AttentionPerQuery(1, 1, 1024, T4, 128).Should().Be(new Launch(1024, 1, 1, 128, 4096));
@@ -95,7 +107,10 @@ public sealed class LaunchGeometryTests
         KernelVersions.From(v => v == "DIFFUSION_KERNEL_VERSION_conv2d" ? "3" : null).Conv2d.Should().Be(3, "half precision is opt-in");
         FluentActions.Invoking(() => KernelVersions.From(v => v == "DIFFUSION_KERNEL_VERSION_conv2d" ? "4" : null))
             .Should().Throw<DiffusionException>().WithMessage("*conv2d.cu (1 to 3)*");
-        FluentActions.Invoking(() => KernelVersions.From(v => v == "DIFFUSION_KERNEL_VERSION_attention" ? "3" : null))
-            .Should().Throw<DiffusionException>().WithMessage("DIFFUSION_KERNEL_VERSION_attention=3*attention.cu*");
+        KernelVersions.From(v => v == "DIFFUSION_KERNEL_VERSION_attention" ? "3" : null).Attention.Should().Be(3, "half precision is opt-in");
+        FluentActions.Invoking(() => KernelVersions.From(v => v == "DIFFUSION_KERNEL_VERSION_attention" ? "4" : null))
+            .Should().Throw<DiffusionException>().WithMessage("DIFFUSION_KERNEL_VERSION_attention=4*attention.cu (1 to 3)*");
+        FluentActions.Invoking(() => KernelVersions.From(v => v == "DIFFUSION_KERNEL_VERSION_group_norm" ? "3" : null))
+            .Should().Throw<DiffusionException>().WithMessage("DIFFUSION_KERNEL_VERSION_group_norm=3*group_norm.cu*");
     }
 }

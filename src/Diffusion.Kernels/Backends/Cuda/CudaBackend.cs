@@ -37,7 +37,8 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     public string Name => "cuda";
 
-    public string DeviceDescription => _device.Properties + $", NVRTC {NvrtcVersion}" + (_versions.Conv2d == 3 ? ", fp16 tensor-core convolutions" : "");
+    public string DeviceDescription => _device.Properties + $", NVRTC {NvrtcVersion}" + (_versions.Conv2d == 3 ? ", fp16 tensor-core convolutions" : "")
+        + (_versions.Attention == 3 ? ", fp16 tensor-core attention" : "");
 
     /// <summary>The kernel versions this backend launches.</summary>
     public KernelVersions Versions => _versions;
@@ -94,10 +95,11 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (!CudaDevice.TryOpen(ordinal, out var device, out reason)) return false;
         try
         {
-            if (versions.Conv2d == 3 && device!.Properties.Architecture < 80)
+            if ((versions.Conv2d == 3 || versions.Attention == 3) && device!.Properties.Architecture < 80)
             {
+                string file = versions.Conv2d == 3 ? Conv2dFile : AttentionFile;
                 throw new DiffusionException(
-                    $"half-precision convolutions (kernels/conv2d.cu version 3) use mma.sync m16n8k16, which needs compute capability 8.0 or newer; " +
+                    $"half precision (kernels/{file} version 3) uses mma.sync m16n8k16, which needs compute capability 8.0 or newer; " +
                     $"{device.Properties} does not have it");
             }
             if (!NvrtcCompiler.TryLoad(out reason))
@@ -437,11 +439,16 @@ public sealed unsafe partial class CudaBackend : IBackend
         {
             (IntPtr)(&pq), (IntPtr)(&py), (IntPtr)(&c), (IntPtr)(&tokens), (IntPtr)(&headDim), (IntPtr)(&scale),
         };
-        AttentionLaunch? flash = _versions.Attention == 1
-            ? null
-            : LaunchGeometry.AttentionFlash(tq.N, heads, tokens, headDim, Properties,
+        // Each version falls back to the one before it for shapes it cannot take (v3: heads wider than 256).
+        AttentionLaunch? flash = null;
+        if (_versions.Attention == 3 && LaunchGeometry.AttentionTensorCore(tq.N, heads, tokens, headDim, Properties) is { } mma)
+            flash = new AttentionLaunch("attention_v3", mma);
+        if (flash == null && _versions.Attention >= 2)
+        {
+            flash = LaunchGeometry.AttentionFlash(tq.N, heads, tokens, headDim, Properties,
                 _modules.Get(AttentionFile, "attention_v2_q16").StaticSharedBytes,
                 _modules.Get(AttentionFile, "attention_v2_q32").StaticSharedBytes);
+        }
         if (flash is { } f)
         {
             LaunchKernel(AttentionFile, f.Entry, f.Launch, args);

@@ -14,9 +14,10 @@ public sealed record CudaBackendOptions
     public KernelVersions? Versions { get; init; }
 
     /// <summary>
-    /// Run convolutions on tensor cores in half precision (kernels/conv2d.cu version 3): weights stored as fp16,
-    /// activations rounded to fp16 as they are staged, float32 accumulation and epilogue. About three decimal digits
-    /// instead of six; needs compute capability 8.0 or newer. Overrides the conv2d entry of <see cref="Versions"/>.
+    /// Run convolutions and attention on tensor cores in half precision (version 3 of kernels/conv2d.cu and
+    /// kernels/attention.cu): convolution weights stored as fp16, activations and q, k, v rounded to fp16 as they are
+    /// staged, float32 accumulation, softmax and epilogue. About three decimal digits instead of six; needs compute
+    /// capability 8.0 or newer. Overrides the conv2d and attention entries of <see cref="Versions"/>.
     /// </summary>
     public bool HalfPrecision { get; init; }
 
@@ -24,6 +25,6 @@ public sealed record CudaBackendOptions
     {
         var versions = Versions ?? KernelVersions.FromEnvironment();
         versions.Validate();
-        return HalfPrecision ? versions with { Conv2d = 3 } : versions;
+        return HalfPrecision ? versions with { Conv2d = 3, Attention = 3 } : versions;
     }
 }

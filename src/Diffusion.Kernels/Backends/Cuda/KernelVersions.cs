@@ -3,8 +3,9 @@ namespace Diffusion.Kernels.Backends.Cuda;
 /// <summary>
 /// Which version of each kernel the backend launches (kernel-lab style: version 1 is the readable one; see the list
 /// at the top of each kernels/*.cu file). DIFFUSION_KERNEL_VERSION_&lt;op&gt;=N selects another, e.g.
-/// DIFFUSION_KERNEL_VERSION_conv2d=1. The default is the fastest version that keeps float32 accuracy; conv2d version 3
-/// (half-precision tensor cores) is opt-in only, through the variable or <see cref="CudaBackendOptions.HalfPrecision"/>.
+/// DIFFUSION_KERNEL_VERSION_conv2d=1. The default is the fastest version that keeps float32 accuracy; version 3 of conv2d
+/// and of attention (half-precision tensor cores) is opt-in only, through the variables or
+/// <see cref="CudaBackendOptions.HalfPrecision"/>.
 /// </summary>
 public sealed record KernelVersions(int Conv2d, int GroupNorm, int Attention, int Linear)
 {
@@ -13,7 +14,7 @@ public sealed record KernelVersions(int Conv2d, int GroupNorm, int Attention, in
     [
         ("conv2d", 2, 3),
         ("group_norm", 2, 2),
-        ("attention", 2, 2),
+        ("attention", 2, 3),
         ("linear", 2, 2),
     ];
 

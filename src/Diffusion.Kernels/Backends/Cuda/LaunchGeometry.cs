@@ -21,6 +21,11 @@ internal static class LaunchGeometry
     internal const int ConvMmaDepthStep = 32;   // conv2d.cu conv2d_mma::BK: half weights are padded to a multiple
     internal const int AttentionKeyTile = 32;   // attention.cu KT
     internal const int AttentionChunk = 32;     // attention.cu DC
+    internal const int AttentionMmaQueries = 64;       // attention.cu attention_mma::BQ
+    internal const int AttentionMmaKeys = 32;          // attention.cu attention_mma::KT
+    internal const int AttentionMmaMaxHeadDim = 256;   // attention.cu attention_mma::DMAX
+    internal const int AttentionMmaThreads = 128;      // attention.cu attention_mma::THREADS
+    internal const int AttentionMmaPad = 8;            // attention.cu attention_mma::PAD
     internal const int LinearThreads = 256;     // 8 warps, one output each
 
     /// <summary>
@@ -107,5 +112,22 @@ internal static class LaunchGeometry
             return new AttentionLaunch(queries == 32 ? "attention_v2_q32" : "attention_v2_q16", launch);
         }
         return null;
+    }
+
+    /// <summary>
+    /// attention_v3: one block of 4 warps per 64 queries of a (head, image). Dynamic shared memory holds the block's
+    /// queries, one 32-key tile of K and one of V in half precision, the head dimension padded to a multiple of 16
+    /// (71 KB at d = 256). Null when the head is wider than the 256 columns of output the kernel keeps in registers or
+    /// the tiles do not fit: the caller runs attention_v2.
+    /// </summary>
+    public static Launch? AttentionTensorCore(int batch, int heads, int tokens, int headDim, DeviceProperties device)
+    {
+        if (headDim > AttentionMmaMaxHeadDim) return null;
+        int padded = (headDim + 15) / 16 * 16;
+        int halves = (AttentionMmaQueries + AttentionMmaKeys) * (padded + AttentionMmaPad) + padded * (AttentionMmaKeys + AttentionMmaPad);
+        int dynamicBytes = halves * sizeof(ushort);
+        if (dynamicBytes > device.SharedMemoryPerBlockOptin) return null;
+        return new Launch((uint)((tokens + AttentionMmaQueries - 1) / AttentionMmaQueries), (uint)heads, (uint)batch,
+            AttentionMmaThreads, dynamicBytes);
     }
 }
