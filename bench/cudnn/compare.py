@@ -9,7 +9,8 @@ median of many runs:
   conv        F.conv2d, cuDNN with torch.backends.cudnn.benchmark = True; float32 with TF32 off AND on, and
               half vs half for our conv2d version 3 (fp16 tensor cores, float32 accumulate)
   group_norm  F.silu(F.group_norm(...))
-  attention   qkv (B, 3C, H, W) → q, k, v heads → F.scaled_dot_product_attention → (B, C, H, W), as diffusers does
+  attention   qkv (B, 3C, H, W) → q, k, v heads → F.scaled_dot_product_attention → (B, C, H, W), as diffusers does;
+              half vs half for our attention version 3
   linear      F.linear(F.silu(x) if SiLU else x)
   sampler     the fused sampler update written as PyTorch elementwise ops
   unet        the whole U-Net forward: ours eager (`diffuse unet --repeat N` and bench's row) and as a CUDA graph;
