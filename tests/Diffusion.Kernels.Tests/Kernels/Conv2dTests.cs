@@ -24,6 +24,11 @@ public class Conv2dTests
         [2, 9, 70, 2, 3, 3, 1, 1, 1],     // 12 pixels over two images, three channel panels for two threads
         [1, 40, 36, 8, 8, 3, 2, 0, 1],    // stride-2 downsample to 4×4, diffusers downsample_padding = 0
         [3, 20, 12, 2, 2, 1, 1, 0, 0],    // 1×1 over 12 pixels of three images
+        // Padded stride-1 convs with at most 4 output channels take the direct few-channel path:
+        [1, 128, 3, 32, 32, 3, 1, 1, 1],  // the U-Net's conv_out: 17 chunks of 64 over rows of 34
+        [2, 9, 4, 7, 10, 3, 1, 1, 1],     // two images, chunks crossing rows, a short last chunk
+        [1, 5, 1, 6, 5, 5, 1, 2, 2],      // 5×5 kernel, one output channel
+        [3, 6, 2, 5, 13, 3, 1, 0, 1],     // padding after only
         [1, 8, 8, 33, 35, 3, 1, 1, 1],    // rows longer than one 32-column panel
         [2, 20, 12, 5, 7, 1, 1, 0, 0],    // 1×1 shortcut
         [2, 8, 12, 9, 7, 3, 2, 1, 1],     // stride-2 downsample, symmetric padding
@@ -65,7 +70,7 @@ public class Conv2dTests
     }
 
     // channel bias, residual, scale, then the shape: (2, cin, h, w) → cout; the 8×8 and 16×16 rows take the Winograd path,
-    // the 2×2 row (8 pixels) the few-pixel path.
+    // the 2×2 row (8 pixels) the few-pixel path, the 3-channel row the few-channel path.
     public static IEnumerable<object[]> Epilogues => TestBackends.WithBackends(
     [
         [true, false, 1f, 9, 11, 6, 5],
@@ -77,6 +82,7 @@ public class Conv2dTests
         [true, true, 0.5f, 32, 20, 8, 8],
         [true, true, 0.5f, 16, 24, 16, 16],
         [true, true, 0.5f, 9, 40, 2, 2],
+        [true, true, 0.5f, 12, 3, 9, 11],
     ]);
 
     [Theory]

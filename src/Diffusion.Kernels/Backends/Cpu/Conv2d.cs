@@ -12,8 +12,9 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// stay in cache while the Sgemm micro-kernel sweeps the output channels over them. Pixels of all images form
 /// one column axis, so a 4×4 layer at batch 8 fills panels as well as a 32×32 layer at batch 1. The epilogue
 /// (bias, time-embedding channel bias, residual, output scale) is applied while the tile is still in cache.
-/// 3×3 same-size convs with at least a panel of 2×2 tiles take the Winograd path instead (Conv2dWinograd.cs), and
-/// convs with at most 16 output pixels a transposed product (Conv2dFewPixels.cs).
+/// 3×3 same-size convs with at least a panel of 2×2 tiles take the Winograd path instead (Conv2dWinograd.cs),
+/// convs with at most 16 output pixels a transposed product (Conv2dFewPixels.cs), and padded stride-1 convs with
+/// at most 4 output channels a direct loop with no im2col (Conv2dFewChannels.cs).
 /// </summary>
 public sealed partial class CpuBackend
 {
@@ -93,18 +94,27 @@ public sealed partial class CpuBackend
             offsets[k] = geometry.PatchOffset(k);
 
         var job = new ConvJob(geometry, w, source, offsets, yt.Pointer, cb, res, epilogue.Scale);
+        if (UsesFewChannels(geometry))
+        {
+            Conv2dFewChannels(job);
+            return;
+        }
         var partition = ConvPartition.For(geometry.Columns, w.MBlocks, Threads);
         For(partition.Tasks, task => ConvTask(job, partition, task));
     }
 
     /// <summary>
     /// Copies x into a zero-bordered buffer so the im2col copy never tests bounds; unpadded stride-1 convs (1×1)
-    /// read x directly. The slack after the buffer lets the stride-2 copy load whole vectors past a run's end.
+    /// read x directly. The slack after the buffer, zeroed, lets the stride-2 copy load whole vectors past a run's
+    /// end and the few-channel path read whole chunks past the last plane.
     /// </summary>
     private unsafe float* PadInput(float* x, in ConvGeometry g)
     {
         if (g.PadBegin == 0 && g.PadEnd == 0 && g.Stride == 1) return x;
-        float* padded = _convPadded.Floats((long)g.N * g.Cin * g.PlaneSize + 2 * Vector512<float>.Count);
+        long length = (long)g.N * g.Cin * g.PlaneSize;
+        int slack = Math.Max(2 * Vector512<float>.Count, FewChannelsSlack(g));
+        float* padded = _convPadded.Floats(length + slack);
+        new Span<float>(padded + length, slack).Clear();
         var copy = (nint)x;
         var dest = (nint)padded;
         var geometry = g;
@@ -113,12 +123,13 @@ public sealed partial class CpuBackend
             float* src = (float*)copy + (long)plane * geometry.H * geometry.W;
             float* dst = (float*)dest + (long)plane * geometry.PlaneSize;
             new Span<float>(dst, geometry.PadBegin * geometry.Wp).Clear();
+            // Rows are short (4 to 32 floats): inline copies and scalar border stores, not three calls a row.
             for (int row = 0; row < geometry.H; row++)
             {
                 float* d = dst + (long)(row + geometry.PadBegin) * geometry.Wp;
-                new Span<float>(d, geometry.PadBegin).Clear();
-                new ReadOnlySpan<float>(src + (long)row * geometry.W, geometry.W).CopyTo(new Span<float>(d + geometry.PadBegin, geometry.W));
-                new Span<float>(d + geometry.PadBegin + geometry.W, geometry.PadEnd).Clear();
+                for (int i = 0; i < geometry.PadBegin; i++) d[i] = 0f;
+                CopyRun(src + (long)row * geometry.W, d + geometry.PadBegin, geometry.W);
+                for (int i = geometry.PadBegin + geometry.W; i < geometry.Wp; i++) d[i] = 0f;
             }
             new Span<float>(dst + (long)(geometry.PadBegin + geometry.H) * geometry.Wp, geometry.PadEnd * geometry.Wp).Clear();
         });
