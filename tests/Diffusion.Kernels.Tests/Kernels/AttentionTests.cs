@@ -16,6 +16,8 @@ public class AttentionTests
         [1, 36, 3, 3, 3],     // head dim 12: not a multiple of the register block
         [2, 32, 4, 15, 20],   // 300 tokens: several query blocks
         [1, 64, 1, 16, 16],   // 256 tokens, one wide head
+        [1, 70, 1, 5, 5],     // head dim 70: three staging slices of channels, the last partial
+        [2, 80, 2, 3, 4],     // head dim 40 over two heads and images, 12 tokens padded to 16 keys
     ]);
 
     [Theory]

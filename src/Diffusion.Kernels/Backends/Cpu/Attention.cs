@@ -8,11 +8,15 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// per key, queries along the row). That orientation lets both products read q, k and v straight from the
 /// channel-major qkv layout, makes the softmax a column-wise max/exp/sum vectorised across queries, and writes
 /// the output back channel-major. Only one block of QueryBlock query columns of scores exists at a time.
-/// Phase 1 copies each head's k (zero-padded) and vᵀ once; phase 2 runs (image, head, query block) tasks.
+/// Phase 1 copies each head's k (zero-padded) and vᵀ once, in slices of channels; phase 2 runs (image, head,
+/// query block) tasks.
 /// </summary>
 public sealed partial class CpuBackend
 {
     private const int QueryBlock = 2 * Sgemm.NR;
+
+    /// <summary>Channels of one head one staging task copies.</summary>
+    private const int StageChannels = 32;
 
     private readonly Workspace _attentionKeys = new();
     private readonly Workspace _attentionValues = new();
@@ -37,29 +41,37 @@ public sealed partial class CpuBackend
         var job = (Qkv: (nint)qt.Pointer, Y: (nint)yt.Pointer,
             Keys: (nint)_attentionKeys.Floats(pairs * g.HeadDim * g.KeysPadded),
             Values: (nint)_attentionValues.Floats(pairs * g.KeysPadded * g.HeadDimPadded));
-        For((int)pairs, pair => AttentionStage(g, pair, (float*)job.Qkv, (float*)job.Keys, (float*)job.Values));
+        // Staging is cut by channels too: at batch 1 there is one head, and one thread transposing all of v took a
+        // tenth of the attention.
+        int slices = (g.HeadDim + StageChannels - 1) / StageChannels;
+        For((int)pairs * slices, task => AttentionStage(g, task / slices, task % slices * StageChannels,
+            (float*)job.Qkv, (float*)job.Keys, (float*)job.Values));
         For((int)pairs * g.QueryBlocks, task => AttentionBlock(g, task, (float*)job.Qkv, (float*)job.Keys, (float*)job.Values, (float*)job.Y));
     }
 
-    /// <summary>Copies head (n, h)'s keys into rows padded to whole MR blocks and transposes its values.</summary>
+    /// <summary>
+    /// Copies channels [c0, c0 + StageChannels) of head (n, h)'s keys into rows padded to whole MR blocks, and
+    /// transposes the same channels of its values into vᵀ. vᵀ's padding is left as it is: P·V reads only its first
+    /// Tokens rows, and its padding columns only feed output rows past the head dimension, which are never stored.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void AttentionStage(in AttentionGeometry g, int pair, float* qkv, float* keys, float* values)
+    private static unsafe void AttentionStage(in AttentionGeometry g, int pair, int c0, float* qkv, float* keys, float* values)
     {
+        int c1 = Math.Min(g.HeadDim, c0 + StageChannels);
         float* k = g.Channel(qkv, pair, block: 1);
         float* v = g.Channel(qkv, pair, block: 2);
         float* kDst = keys + (long)pair * g.HeadDim * g.KeysPadded;
         float* vDst = values + (long)pair * g.KeysPadded * g.HeadDimPadded;
-        for (int c = 0; c < g.HeadDim; c++)
+        for (int c = c0; c < c1; c++)
         {
             var row = new Span<float>(kDst + (long)c * g.KeysPadded, g.KeysPadded);
             new ReadOnlySpan<float>(k + (long)c * g.Tokens, g.Tokens).CopyTo(row);
             row[g.Tokens..].Clear();
         }
-        new Span<float>(vDst, g.KeysPadded * g.HeadDimPadded).Clear();
-        for (int c = 0; c < g.HeadDim; c++)
+        for (int j = 0; j < g.Tokens; j++)
         {
-            float* src = v + (long)c * g.Tokens;
-            for (int j = 0; j < g.Tokens; j++) vDst[(long)j * g.HeadDimPadded + c] = src[j];
+            float* dst = vDst + (long)j * g.HeadDimPadded;
+            for (int c = c0; c < c1; c++) dst[c] = v[(long)c * g.Tokens + j];
         }
     }
 
