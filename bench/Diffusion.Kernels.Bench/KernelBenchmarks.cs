@@ -115,3 +115,10 @@ public class MemoryBandwidthBenchmarks() : CpuBenchmarks<BandwidthWorkload>(Mach
     [Benchmark(Description = "STREAM")]
     public void Stream() => Run();
 }
+
+/// <summary>The register-only FMA loop on one thread and on all: the peak the conv and attention GFLOP/s are read against.</summary>
+public class FmaPeakBenchmarks() : CpuBenchmarks<FmaPeakWorkload>(Machine.FmaPeaks, (_, w) => new FmaPeakFixture(w))
+{
+    [Benchmark(Description = "FMA peak")]
+    public void Peak() => Run();
+}

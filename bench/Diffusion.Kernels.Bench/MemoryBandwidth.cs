@@ -27,9 +27,12 @@ public sealed record BandwidthWorkload(string Name, StreamKernel Kernel, long Ar
     public override string ToString() => Name;
 }
 
-/// <summary>The bandwidth probes, from arrays that stay in each core's L2 to arrays far larger than L3.</summary>
+/// <summary>The machine's yardsticks: the FMA peak, and bandwidth from arrays that stay in each core's L2 to arrays far larger than L3.</summary>
 public static class Machine
 {
+    /// <summary>One thread, then as many as the CPU backend uses by default (one per core).</summary>
+    public static IEnumerable<FmaPeakWorkload> FmaPeaks() => [new(1), new(Environment.ProcessorCount)];
+
     private const long KiB = 1024, MiB = 1024 * KiB;
 
     /// <summary>Passes are chosen so that one call moves a few hundred MB: long enough to time, short enough to repeat.</summary>

@@ -22,7 +22,7 @@ internal static class QuickReport
         }
         if (filter == "peak")
         {
-            ReportAll(new[] { new FmaPeakWorkload(1), new FmaPeakWorkload(backend.Threads) }, "", w => new FmaPeakFixture(w));
+            ReportAll(Machine.FmaPeaks().Where(w => w.Threads <= backend.Threads).DistinctBy(w => w.Threads), "", w => new FmaPeakFixture(w));
             return;
         }
         if (filter == "bandwidth")
