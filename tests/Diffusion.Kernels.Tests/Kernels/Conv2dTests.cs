@@ -24,9 +24,10 @@ public class Conv2dTests
         [2, 9, 70, 2, 3, 3, 1, 1, 1],     // 12 pixels over two images, three channel panels for two threads
         [1, 40, 36, 8, 8, 3, 2, 0, 1],    // stride-2 downsample to 4×4, diffusers downsample_padding = 0
         [3, 20, 12, 2, 2, 1, 1, 0, 0],    // 1×1 over 12 pixels of three images
-        // Padded stride-1 convs with at most 4 output channels take the direct few-channel path:
+        // Padded stride-1 convs with at most 3 output channels take the direct few-channel path:
         [1, 128, 3, 32, 32, 3, 1, 1, 1],  // the U-Net's conv_out: 17 chunks of 64 over rows of 34
-        [2, 9, 4, 7, 10, 3, 1, 1, 1],     // two images, chunks crossing rows, a short last chunk
+        [2, 9, 3, 7, 10, 3, 1, 1, 1],     // two images, chunks crossing rows, a short last chunk
+        [1, 6, 4, 9, 9, 3, 1, 1, 1],      // 4 output channels: the direct path again
         [1, 5, 1, 6, 5, 5, 1, 2, 2],      // 5×5 kernel, one output channel
         [3, 6, 2, 5, 13, 3, 1, 0, 1],     // padding after only
         [1, 8, 8, 33, 35, 3, 1, 1, 1],    // rows longer than one 32-column panel

@@ -14,7 +14,7 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// (bias, time-embedding channel bias, residual, output scale) is applied while the tile is still in cache.
 /// 3×3 same-size convs with at least a panel of 2×2 tiles take the Winograd path instead (Conv2dWinograd.cs),
 /// convs with at most 16 output pixels a transposed product (Conv2dFewPixels.cs), and padded stride-1 convs with
-/// at most 4 output channels a direct loop with no im2col (Conv2dFewChannels.cs).
+/// at most 3 output channels a direct loop with no im2col (Conv2dFewChannels.cs).
 /// </summary>
 public sealed partial class CpuBackend
 {
