@@ -118,20 +118,23 @@ public sealed partial class CpuBackend
         var copy = (nint)x;
         var dest = (nint)padded;
         var geometry = g;
-        For(g.N * g.Cin, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (plane) =>
+        ForRanges(g.N * g.Cin, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
         {
-            float* src = (float*)copy + (long)plane * geometry.H * geometry.W;
-            float* dst = (float*)dest + (long)plane * geometry.PlaneSize;
-            new Span<float>(dst, geometry.PadBegin * geometry.Wp).Clear();
-            // Rows are short (4 to 32 floats): inline copies and scalar border stores, not three calls a row.
-            for (int row = 0; row < geometry.H; row++)
+            for (int plane = first; plane < end; plane++)
             {
-                float* d = dst + (long)(row + geometry.PadBegin) * geometry.Wp;
-                for (int i = 0; i < geometry.PadBegin; i++) d[i] = 0f;
-                CopyRun(src + (long)row * geometry.W, d + geometry.PadBegin, geometry.W);
-                for (int i = geometry.PadBegin + geometry.W; i < geometry.Wp; i++) d[i] = 0f;
+                float* src = (float*)copy + (long)plane * geometry.H * geometry.W;
+                float* dst = (float*)dest + (long)plane * geometry.PlaneSize;
+                new Span<float>(dst, geometry.PadBegin * geometry.Wp).Clear();
+                // Rows are short (4 to 32 floats): inline copies and scalar border stores, not three calls a row.
+                for (int row = 0; row < geometry.H; row++)
+                {
+                    float* d = dst + (long)(row + geometry.PadBegin) * geometry.Wp;
+                    for (int i = 0; i < geometry.PadBegin; i++) d[i] = 0f;
+                    CopyRun(src + (long)row * geometry.W, d + geometry.PadBegin, geometry.W);
+                    for (int i = geometry.PadBegin + geometry.W; i < geometry.Wp; i++) d[i] = 0f;
+                }
+                new Span<float>(dst + (long)(geometry.PadBegin + geometry.H) * geometry.Wp, geometry.PadEnd * geometry.Wp).Clear();
             }
-            new Span<float>(dst + (long)(geometry.PadBegin + geometry.H) * geometry.Wp, geometry.PadEnd * geometry.Wp).Clear();
         });
         return padded;
     }

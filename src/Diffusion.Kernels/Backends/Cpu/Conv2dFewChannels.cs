@@ -10,7 +10,7 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// (ky, kx) of channel ci reads padded[ci][q + ky·Wp + kx], so for a fixed tap the inputs of consecutive q are
 /// consecutive floats and a vector of 16 outputs takes one unaligned load, no copy. The Wp − Wo columns of q that
 /// fall in the right border are computed and dropped (2 of 34 at 32×32). The work is cut into chunks of 128 q
-/// values of one image, each thread taking a contiguous run of them; a chunk keeps 3 channels × 8 vectors of
+/// values of one image, handed out in a few contiguous runs per thread; a chunk keeps 3 channels × 8 vectors of
 /// accumulators in registers over all Cin·K·K taps, broadcasting the weights from the direct path's panel
 /// (k-major, 8 channels per k, zero past Cout). conv_out: 150 GFLOP/s at batch 8 (38 through im2col).
 /// </summary>
@@ -34,10 +34,9 @@ public sealed partial class CpuBackend
     {
         ref readonly var g = ref job.Geometry;
         int chunks = (g.Ho * g.Wp + FewChannelsChunk - 1) / FewChannelsChunk;
-        int total = g.N * chunks, tasks = Math.Min(Threads, total);
-        For(tasks, t =>
+        ForRanges(g.N * chunks, (first, end) =>
         {
-            for (int i = t * total / tasks; i < (t + 1) * total / tasks; i++) FewChannelsTask(job, i / chunks, i % chunks * FewChannelsChunk);
+            for (int i = first; i < end; i++) FewChannelsTask(job, i / chunks, i % chunks * FewChannelsChunk);
         });
     }
 

@@ -99,6 +99,16 @@ public sealed partial class CpuBackend : IBackend
         Parallel.For(0, count, _parallel, body);
     }
 
+    /// <summary>
+    /// Runs body(start, end) over [0, items) cut into a few contiguous ranges per thread, for loops whose items
+    /// (an image plane, a group-norm block) are each too small to be scheduled as a task of their own.
+    /// </summary>
+    private void ForRanges(int items, Action<int, int> body)
+    {
+        int tasks = Math.Min(items, 4 * Threads);
+        For(tasks, t => body((int)((long)t * items / tasks), (int)((long)(t + 1) * items / tasks)));
+    }
+
     /// <summary>Splits [0, length) into per-thread chunks for memory-bound elementwise loops.</summary>
     private void ForChunks(long length, Action<long, long> body)
     {

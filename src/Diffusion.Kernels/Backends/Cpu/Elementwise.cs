@@ -49,14 +49,12 @@ public sealed partial class CpuBackend
         Require(x.Rank == 4, "Upsample2x", $"x {Describe(x)} is not (N, C, H, W)");
         Require(y.Rank == 4 && y.N == x.N && y.C == x.C && y.H == 2 * x.H && y.W == 2 * x.W, "Upsample2x",
             $"y {Describe(y)} is not ({x.N}, {x.C}, {2 * x.H}, {2 * x.W})");
-        int h = x.H, w = x.W, planes = x.N * x.C;
+        int h = x.H, w = x.W;
         var (src, dst) = ((nint)xt.Pointer, (nint)yt.Pointer);
-        // A few tasks of many planes: one task per plane spent more on scheduling than on 16×16 planes.
-        int tasks = Math.Min(planes, 4 * Threads);
-        For(tasks, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (task) =>
+        ForRanges(x.N * x.C, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
         {
             var pairs = Vector512.Create(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-            for (int plane = task * planes / tasks; plane < (task + 1) * planes / tasks; plane++)
+            for (int plane = first; plane < end; plane++)
             {
                 float* s = (float*)src + (long)plane * h * w;
                 float* d = (float*)dst + (long)plane * 4 * h * w;

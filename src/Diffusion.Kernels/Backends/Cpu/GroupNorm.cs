@@ -29,11 +29,9 @@ public sealed partial class CpuBackend
         int perGroup = channels / groups;
         long plane = x.Length / ((long)x.N * channels);
         var job = (X: (nint)xt.Pointer, Y: (nint)yt.Pointer, Gamma: (nint)gt.Pointer, Beta: (nint)bt.Pointer);
-        // A few tasks of many blocks: a block is 2–8K values, less work than scheduling it as a task of its own.
-        int blocks = x.N * groups, tasks = Math.Min(blocks, 4 * Threads);
-        For(tasks, task =>
+        ForRanges(x.N * groups, (first, end) =>
         {
-            for (int block = task * blocks / tasks; block < (task + 1) * blocks / tasks; block++)
+            for (int block = first; block < end; block++)
             {
                 long offset = (long)block * perGroup * plane;
                 int c0 = block % groups * perGroup;
