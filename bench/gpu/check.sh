@@ -41,7 +41,7 @@ export DIFFUSION_KERNEL_CACHE="$(mktemp -d)"
 # skips for want of a GPU or NVRTC is a failure.
 step "GPU test suite (log: tests.log, trx: tests.trx)"
 timeout 240 "$bin/Diffusion.Kernels.Tests" -noColor -noLogo -failSkips -trx "$out/tests.trx" \
-  -filter "/*/Diffusion.Kernels.Tests.Cuda/(!BenchCommandTests)&(!Conv2dTensorCoreEmulationTests)/*" \
+  -filter "/*/Diffusion.Kernels.Tests.Cuda/(!BenchCommandTests)&(!TensorCoreEmulationTests)/*" \
   -filter "/*/Diffusion.Kernels.Tests.Kernels" \
   -filter "/*/*/SamplerGoldenTests" \
   -filter "/*/*/UNet2DParityTests" >"$out/tests.log" 2>&1 || failed+=("tests (exit $?)")

@@ -11,7 +11,7 @@ and compares the result with float64 attention of the float32 inputs (the GPU te
 attention of the fp16-rounded inputs (tighter: only P's rounding and float32 arithmetic remain).
 What it cannot check: the hardware itself — register allocation, the real mma's internal accumulation order,
 CUDA's expf (numpy's float32 exp stands in), barriers and memory ordering, bank conflicts, speed. Keep it in step
-with the kernel when the kernel changes. Run by AttentionTensorCoreEmulationTests; needs numpy.
+with the kernel when the kernel changes. Run by TensorCoreEmulationTests; needs numpy.
 """
 import numpy as np
 

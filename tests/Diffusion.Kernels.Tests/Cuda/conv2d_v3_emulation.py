@@ -7,7 +7,7 @@ mma.sync.m16n8k16 by its definition using the PTX ISA's fragment layouts ("Matri
 with floating point type"). Checks that every output is written exactly once and equals a direct convolution of
 the fp16-rounded inputs, on shapes with partial tiles, conv_in's padded reduction, stride 2 and 1×1 / 5×5 kernels.
 What it cannot check: the hardware itself (register allocation, the real mma, memory ordering). Keep it in step
-with the kernel when the kernel changes. Run by Conv2dTensorCoreEmulationTests; needs numpy.
+with the kernel when the kernel changes. Run by TensorCoreEmulationTests; needs numpy.
 """
 import numpy as np
 BM = BN = 64
