@@ -19,7 +19,7 @@ public sealed partial class CpuBackend
     private const int FewChannelsMax = 3;
     private const int FewChannelsChunk = 128;
 
-    [ThreadStatic] private static Workspace? t_fewChannelsTile;
+    [ThreadStatic] private static Workspace? t_fewChannelsSums;
 
     private static bool UsesFewChannels(in ConvGeometry g) =>
         g.Cout <= FewChannelsMax && g.Stride == 1 && g.PadBegin + g.PadEnd > 0;
@@ -45,21 +45,23 @@ public sealed partial class CpuBackend
     {
         ref readonly var g = ref job.Geometry;
         const int C = FewChannelsChunk;
-        float* q = (t_fewChannelsTile ??= new()).Floats(2 * FewChannelsMax * C);
-        FewChannelsKernel(g.K, job.Source + (long)n * g.Cin * g.PlaneSize + q0, job.Offsets, job.Weights.Pointer, q);
+        float* sums = (t_fewChannelsSums ??= new()).Floats(FewChannelsMax * C);
+        FewChannelsKernel(g.K, job.Source + (long)n * g.Cin * g.PlaneSize + q0, job.Offsets, job.Weights.Pointer, sums);
 
-        // Keep the chunk's real pixels (ox < Wo) in order: they are output columns [j0, j0 + count) of image n.
-        float* tile = q + FewChannelsMax * C;
-        int count = 0, j0 = -1;
-        for (int i = 0; i < C && q0 + i < g.Ho * g.Wp; i++)
+        // Through the shared epilogue one run of an output row at a time: a run's sums and its output columns are
+        // both contiguous, so the border columns are skipped without copying anything.
+        int end = Math.Min(q0 + C, g.Ho * g.Wp);
+        for (int q = q0; q < end;)
         {
-            int oy = (q0 + i) / g.Wp, ox = q0 + i - oy * g.Wp;
-            if (ox >= g.Wo) continue;
-            if (j0 < 0) j0 = n * g.Ho * g.Wo + oy * g.Wo + ox;
-            for (int m = 0; m < g.Cout; m++) tile[m * C + count] = q[m * C + i];
-            count++;
+            int oy = q / g.Wp, ox = q - oy * g.Wp;
+            int length = Math.Min(g.Wo - ox, end - q);
+            if (length > 0)
+            {
+                int j = n * g.Ho * g.Wo + oy * g.Wo + ox;
+                ConvEpilogue(job, sums + (q - q0), C, 0, g.Cout, j, j + length);
+            }
+            q += g.Wp - ox;
         }
-        if (count > 0) ConvEpilogue(job, tile, C, 0, g.Cout, j0, j0 + count);
     }
 
     /// <summary>
