@@ -81,15 +81,7 @@ public sealed class KernelCompilationTests(ITestOutputHelper output)
     public void Conv2d_version_3_is_built_on_mma_sync(int architecture)
     {
         RequireNvrtc();
-        string source = File.ReadAllText(Path.Combine(RepositoryPaths.Kernels, "conv2d.cu"));
-
-        var ptx = NvrtcCompiler.Compile("conv2d.cu", source, NvrtcCompiler.BaseOptions(new KernelTarget(architecture, Cubin: false)), cubin: false);
-        var cubin = NvrtcCompiler.Compile("conv2d.cu", source,
-            NvrtcCompiler.BaseOptions(new KernelTarget(architecture, Cubin: true)).Append("--ptxas-options=-v").ToList(), cubin: true);
-
-        string text = System.Text.Encoding.ASCII.GetString(ptx.Image);
-        text.Should().Contain("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32").And.Contain("cvt.rn.f16.f32");
-        foreach (var f in PtxasReport.Parse(cubin.Log).Where(f => f.Name.StartsWith("conv2d_v3", StringComparison.Ordinal)))
+        foreach (var f in CompileOnTensorCores("conv2d.cu", architecture).Where(f => f.Name.StartsWith("conv2d_v3", StringComparison.Ordinal)))
         {
             f.SharedBytes.Should().Be(2 * 2 * 64 * 40 * sizeof(ushort), "two stages of a 64×40 half tile for weights and for pixels");
             f.Registers.Should().BeLessThanOrEqualTo(255);
@@ -106,18 +98,26 @@ public sealed class KernelCompilationTests(ITestOutputHelper output)
     public void Attention_version_3_is_built_on_mma_sync(int architecture)
     {
         RequireNvrtc();
-        string source = File.ReadAllText(Path.Combine(RepositoryPaths.Kernels, "attention.cu"));
-
-        var ptx = NvrtcCompiler.Compile("attention.cu", source, NvrtcCompiler.BaseOptions(new KernelTarget(architecture, Cubin: false)), cubin: false);
-        var cubin = NvrtcCompiler.Compile("attention.cu", source,
-            NvrtcCompiler.BaseOptions(new KernelTarget(architecture, Cubin: true)).Append("--ptxas-options=-v").ToList(), cubin: true);
-
-        string text = System.Text.Encoding.ASCII.GetString(ptx.Image);
-        text.Should().Contain("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32").And.Contain("cvt.rn.f16.f32");
-        var v3 = PtxasReport.Parse(cubin.Log).Single(f => f.Name == "attention_v3");
+        var v3 = CompileOnTensorCores("attention.cu", architecture).Single(f => f.Name == "attention_v3");
         output.WriteLine($"{v3.Architecture} attention_v3: {v3.Registers} registers, spills {v3.SpillStoreBytes}/{v3.SpillLoadBytes} B");
         v3.SharedBytes.Should().Be(0, "Q, K and V tiles are dynamic shared memory");
         v3.Registers.Should().BeLessThanOrEqualTo(255);
+    }
+
+    /// <summary>
+    /// Compiles a kernel file for <paramref name="architecture"/> to PTX, which must hold the mma instruction and the
+    /// round-to-nearest half conversions, and to a cubin, whose ptxas report (registers, shared memory, spills per
+    /// function) it returns.
+    /// </summary>
+    private static IReadOnlyList<PtxasFunction> CompileOnTensorCores(string file, int architecture)
+    {
+        string source = File.ReadAllText(Path.Combine(RepositoryPaths.Kernels, file));
+        var ptx = NvrtcCompiler.Compile(file, source, NvrtcCompiler.BaseOptions(new KernelTarget(architecture, Cubin: false)), cubin: false);
+        var cubin = NvrtcCompiler.Compile(file, source,
+            NvrtcCompiler.BaseOptions(new KernelTarget(architecture, Cubin: true)).Append("--ptxas-options=-v").ToList(), cubin: true);
+        System.Text.Encoding.ASCII.GetString(ptx.Image)
+            .Should().Contain("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32").And.Contain("cvt.rn.f16.f32");
+        return PtxasReport.Parse(cubin.Log);
     }
 
     [Fact]
