@@ -254,16 +254,13 @@ extern "C" __global__ void __launch_bounds__(256, 2) attention_v2_q32(const floa
 // ---------------------------------------------------------------------------------------------------------------
 // Version 3: tensor cores.
 //
-// Fragment layouts of mma.sync.aligned.m16n8k16.row.col (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating
-// point type"), with g = lane / 4 and t = lane % 4; each 32-bit register holds two halves, the lower index in the
-// lower 16 bits:
-//   A (16 × 16, row = query, col = k):  a0 = (g, 2t..2t+1)  a1 = (g+8, 2t..)  a2 = (g, 2t+8..)  a3 = (g+8, 2t+8..)
-//   B (16 × 8, row = k, col = n):       b0 = (2t..2t+1, g)   b1 = (2t+8..2t+9, g)
-//   C (16 × 8, float32):                c0, c1 = (g, 2t..2t+1)   c2, c3 = (g+8, 2t..2t+1)
-// S = Q·Kᵀ has k = head-dimension channel, n = key; O = P·V has k = key, n = channel. Q and K are staged
-// [token][channel] and V [channel][key], so every fragment register is one aligned 32-bit shared-memory load. The S
-// accumulators of two neighbouring 8-key tiles are, element for element, the A fragment of P for a 16-key step, so P
-// goes from the softmax to the second mma without touching shared memory.
+// With the mma fragments of tensor_cores.cuh, S = Q·Kᵀ has m = query, k = head-dimension channel, n = key, and
+// O = P·V has m = query, k = key, n = channel. Q and K are staged [token][channel] and V [channel][key], so every
+// fragment register is one aligned 32-bit shared-memory load. The S accumulators of two neighbouring 8-key tiles
+// are, element for element, the A fragment of P for a 16-key step, so P goes from the softmax to the second mma
+// without touching shared memory.
+
+#include "tensor_cores.cuh"
 
 namespace attention_mma
 {
@@ -275,32 +272,6 @@ constexpr int THREADS = 128;
 constexpr int PAD = 8;          // halves added to each shared row: row strides of 4 mod 8 words put the 8 rows × 4
                                 // words of a fragment load (and of a staging store) on 32 distinct banks
 constexpr int VLD = KT + PAD;   // V tile row length in halves
-}
-
-// Two floats rounded to nearest-even halves, packed low then high (the order the fragments expect).
-__device__ __forceinline__ unsigned int attention_pack_half2(float lo, float hi)
-{
-    unsigned int packed;
-    asm("{\n\t.reg .b16 lo16, hi16;\n\t"
-        "cvt.rn.f16.f32 lo16, %1;\n\t"
-        "cvt.rn.f16.f32 hi16, %2;\n\t"
-        "mov.b32 %0, {lo16, hi16};\n\t}"
-        : "=r"(packed)
-        : "f"(lo), "f"(hi));
-    return packed;
-}
-
-// d += a · b on one 16 × 8 output fragment.
-__device__ __forceinline__ void attention_mma_m16n8k16(float (&d)[4], const unsigned int (&a)[4], unsigned int b0, unsigned int b1)
-{
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ unsigned int attention_load_pair(const unsigned short* p)
-{
-    return *reinterpret_cast<const unsigned int*>(p);
 }
 
 // Stages tokens [token0, token0 + ROWS) of one head's d × T matrix (q or k) as tile[row][channel] halves, zero past
@@ -319,7 +290,7 @@ __device__ __forceinline__ void attention_stage_rows(unsigned short* tile, int l
         const int token = token0 + row;
         const float lo = token < tokens && c < head_dim ? src[(size_t)c * tokens + token] : 0.0f;
         const float hi = token < tokens && c + 1 < head_dim ? src[(size_t)(c + 1) * tokens + token] : 0.0f;
-        *reinterpret_cast<unsigned int*>(&tile[row * ld + c]) = attention_pack_half2(lo, hi);
+        *reinterpret_cast<unsigned int*>(&tile[row * ld + c]) = tc_pack_half2(lo, hi);
     }
 }
 
@@ -370,7 +341,7 @@ extern "C" __global__ void __launch_bounds__(attention_mma::THREADS) attention_v
             const int key = key0 + j;
             const float lo = c < head_dim && key < tokens ? v[(size_t)c * tokens + key] : 0.0f;
             const float hi = c < head_dim && key + 1 < tokens ? v[(size_t)c * tokens + key + 1] : 0.0f;
-            *reinterpret_cast<unsigned int*>(&v_tile[c * VLD + j]) = attention_pack_half2(lo, hi);
+            *reinterpret_cast<unsigned int*>(&v_tile[c * VLD + j]) = tc_pack_half2(lo, hi);
         }
         __syncthreads();
 
@@ -384,13 +355,13 @@ extern "C" __global__ void __launch_bounds__(attention_mma::THREADS) attention_v
         {
             const unsigned short* top = &q_tile[(row0 + g) * ld + kk + 2 * t];
             const unsigned short* bottom = top + 8 * ld;
-            const unsigned int a[4] = {attention_load_pair(top), attention_load_pair(bottom), attention_load_pair(top + 8),
-                                       attention_load_pair(bottom + 8)};
+            const unsigned int a[4] = {tc_load_pair(top), tc_load_pair(bottom), tc_load_pair(top + 8),
+                                       tc_load_pair(bottom + 8)};
 #pragma unroll
             for (int nt = 0; nt < KT / 8; nt++)
             {
                 const unsigned short* key = &k_tile[(nt * 8 + g) * ld + kk + 2 * t];
-                attention_mma_m16n8k16(s[nt], a, attention_load_pair(key), attention_load_pair(key + 8));
+                tc_mma_m16n8k16(s[nt], a, tc_load_pair(key), tc_load_pair(key + 8));
             }
         }
 
@@ -439,15 +410,15 @@ extern "C" __global__ void __launch_bounds__(attention_mma::THREADS) attention_v
 #pragma unroll
         for (int ks = 0; ks < KT / 16; ks++)
         {
-            const unsigned int a[4] = {attention_pack_half2(s[2 * ks][0], s[2 * ks][1]), attention_pack_half2(s[2 * ks][2], s[2 * ks][3]),
-                                       attention_pack_half2(s[2 * ks + 1][0], s[2 * ks + 1][1]),
-                                       attention_pack_half2(s[2 * ks + 1][2], s[2 * ks + 1][3])};
+            const unsigned int a[4] = {tc_pack_half2(s[2 * ks][0], s[2 * ks][1]), tc_pack_half2(s[2 * ks][2], s[2 * ks][3]),
+                                       tc_pack_half2(s[2 * ks + 1][0], s[2 * ks + 1][1]),
+                                       tc_pack_half2(s[2 * ks + 1][2], s[2 * ks + 1][3])};
 #pragma unroll
             for (int nt = 0; nt < DMAX / 8; nt++)
                 if (nt * 8 < d_pad)
                 {
                     const unsigned short* column = &v_tile[(nt * 8 + g) * VLD + ks * 16 + 2 * t];
-                    attention_mma_m16n8k16(o[nt], a, attention_load_pair(column), attention_load_pair(column + 8));
+                    tc_mma_m16n8k16(o[nt], a, tc_load_pair(column), tc_load_pair(column + 8));
                 }
         }
     }

@@ -198,14 +198,10 @@ extern "C" __global__ void __launch_bounds__(conv2d_tiling::THREADS) conv2d_v2_k
 // ---------------------------------------------------------------------------------------------------------------
 // Version 3: tensor cores.
 //
-// Fragment layouts of mma.sync.aligned.m16n8k16.row.col (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating
-// point type"), with g = lane / 4 and t = lane % 4; each 32-bit register holds two halves, the lower index in the
-// lower 16 bits:
-//   A (16 × 16, row = output channel, col = k):  a0 = (g, 2t..2t+1)  a1 = (g+8, 2t..)  a2 = (g, 2t+8..)  a3 = (g+8, 2t+8..)
-//   B (16 × 8, row = k, col = pixel):           b0 = (2t..2t+1, g)   b1 = (2t+8..2t+9, g)
-//   C (16 × 8, float32):                        c0, c1 = (g, 2t..2t+1)   c2, c3 = (g+8, 2t..2t+1)
-// Both tiles are kept in shared memory with k contiguous ([channel][k] and [pixel][k]), so every fragment register
-// is one aligned 32-bit load.
+// The mma fragments (tensor_cores.cuh) map A rows to output channels and B columns to pixels; both tiles are kept in
+// shared memory with k contiguous ([channel][k] and [pixel][k]), so every fragment register is one aligned 32-bit load.
+
+#include "tensor_cores.cuh"
 
 namespace conv2d_mma
 {
@@ -217,27 +213,6 @@ constexpr int LD = BK + 8;              // shared row length in halves: 80 bytes
 constexpr int THREADS = 128;            // 4 warps in a 2 × 2 grid, each computing 32 channels × 32 pixels
 constexpr int A_CHUNKS = BM * BK / 8 / THREADS;      // 16-byte weight chunks each thread stages: 2
 constexpr int B_PAIRS = BK / 2 / (THREADS / BN);     // k pairs of one pixel each thread stages: 8
-}
-
-// Two floats rounded to nearest-even halves, packed low then high (the order the fragments expect).
-__device__ __forceinline__ unsigned int conv2d_pack_half2(float lo, float hi)
-{
-    unsigned int packed;
-    asm("{\n\t.reg .b16 lo16, hi16;\n\t"
-        "cvt.rn.f16.f32 lo16, %1;\n\t"
-        "cvt.rn.f16.f32 hi16, %2;\n\t"
-        "mov.b32 %0, {lo16, hi16};\n\t}"
-        : "=r"(packed)
-        : "f"(lo), "f"(hi));
-    return packed;
-}
-
-// d += a · b on one 16 × 8 output fragment.
-__device__ __forceinline__ void conv2d_mma_m16n8k16(float (&d)[4], const unsigned int (&a)[4], unsigned int b0, unsigned int b1)
-{
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 template <int KS>
@@ -298,7 +273,7 @@ __device__ __forceinline__ void conv2d_tensor_core(const float* __restrict__ x, 
         for (int r = 0; r < B_PAIRS; r++)
         {
             const int k = k0 + 2 * (first_pair + 2 * r);
-            b_next[r] = conv2d_pack_half2(im2col(k), im2col(k + 1));
+            b_next[r] = tc_pack_half2(im2col(k), im2col(k + 1));
         }
     };
     auto stage = [&](int buffer) {
@@ -345,22 +320,22 @@ __device__ __forceinline__ void conv2d_tensor_core(const float* __restrict__ x, 
             {
                 const unsigned short* top = &a_tile[buffer][warp_m + mi * 16 + g][kk + 2 * t];
                 const unsigned short* bottom = top + 8 * LD;
-                a[mi][0] = *reinterpret_cast<const unsigned int*>(top);
-                a[mi][1] = *reinterpret_cast<const unsigned int*>(bottom);
-                a[mi][2] = *reinterpret_cast<const unsigned int*>(top + 8);
-                a[mi][3] = *reinterpret_cast<const unsigned int*>(bottom + 8);
+                a[mi][0] = tc_load_pair(top);
+                a[mi][1] = tc_load_pair(bottom);
+                a[mi][2] = tc_load_pair(top + 8);
+                a[mi][3] = tc_load_pair(bottom + 8);
             }
 #pragma unroll
             for (int ni = 0; ni < 4; ni++)
             {
                 const unsigned short* column = &b_tile[buffer][warp_n + ni * 8 + g][kk + 2 * t];
-                b[ni][0] = *reinterpret_cast<const unsigned int*>(column);
-                b[ni][1] = *reinterpret_cast<const unsigned int*>(column + 8);
+                b[ni][0] = tc_load_pair(column);
+                b[ni][1] = tc_load_pair(column + 8);
             }
 #pragma unroll
             for (int mi = 0; mi < 2; mi++)
 #pragma unroll
-                for (int ni = 0; ni < 4; ni++) conv2d_mma_m16n8k16(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
+                for (int ni = 0; ni < 4; ni++) tc_mma_m16n8k16(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
         }
         if (more) stage(buffer ^ 1);
         __syncthreads();

@@ -49,7 +49,7 @@ public sealed class KernelCompilationTests(ITestOutputHelper output)
         RequireNvrtc();
         var target = new KernelTarget(architecture, Cubin: true);
         var options = NvrtcCompiler.BaseOptions(target).Append("--ptxas-options=-v").ToList();
-        string source = File.ReadAllText(Path.Combine(RepositoryPaths.Kernels, file));
+        string source = KernelSources.Read(file);
 
         var compiled = NvrtcCompiler.Compile(file, source, options, cubin: true);
 
@@ -111,7 +111,7 @@ public sealed class KernelCompilationTests(ITestOutputHelper output)
     /// </summary>
     private static IReadOnlyList<PtxasFunction> CompileOnTensorCores(string file, int architecture)
     {
-        string source = File.ReadAllText(Path.Combine(RepositoryPaths.Kernels, file));
+        string source = KernelSources.Read(file);
         var ptx = NvrtcCompiler.Compile(file, source, NvrtcCompiler.BaseOptions(new KernelTarget(architecture, Cubin: false)), cubin: false);
         var cubin = NvrtcCompiler.Compile(file, source,
             NvrtcCompiler.BaseOptions(new KernelTarget(architecture, Cubin: true)).Append("--ptxas-options=-v").ToList(), cubin: true);
@@ -132,7 +132,7 @@ public sealed class KernelCompilationTests(ITestOutputHelper output)
     {
         RequireNvrtc();
         var target = new KernelTarget(80, Cubin: false);
-        string source = File.ReadAllText(Path.Combine(RepositoryPaths.Kernels, "sampler.cu"));
+        string source = KernelSources.Read("sampler.cu");
 
         var compiled = NvrtcCompiler.Compile("sampler.cu", source, NvrtcCompiler.BaseOptions(target), cubin: false);
 

@@ -32,7 +32,7 @@ public sealed partial class LaunchSignatureTests(ITestOutputHelper output)
     /// <summary>Entry name → PTX parameter types, from NVRTC's PTX for <paramref name="file"/>.</summary>
     private static IEnumerable<KeyValuePair<string, string[]>> PtxParameters(string file)
     {
-        string source = File.ReadAllText(Path.Combine(RepositoryPaths.Kernels, file));
+        string source = KernelSources.Read(file);
         var compiled = NvrtcCompiler.Compile(file, source, NvrtcCompiler.BaseOptions(new KernelTarget(80, Cubin: false)), cubin: false);
         string ptx = System.Text.Encoding.ASCII.GetString(compiled.Image);
         foreach (Match entry in PtxEntry().Matches(ptx))

@@ -56,13 +56,13 @@ def mma(d, a, b):
 
 
 def load_pair(smem, index):
-    """attention_load_pair for every lane: the 32-bit word at half offset index, as (..., 2) halves."""
+    """tc_load_pair for every lane: the 32-bit word at half offset index, as (..., 2) halves."""
     assert (index % 2 == 0).all(), "a 32-bit shared load must be 4-byte aligned"
     return np.stack([smem[index], smem[index + 1]], axis=-1)
 
 
 def pack(lo, hi):
-    """attention_pack_half2: cvt.rn.f16.f32 of two float32s (numpy's float32 → float16 also rounds to nearest even)."""
+    """tc_pack_half2: cvt.rn.f16.f32 of two float32s (numpy's float32 → float16 also rounds to nearest even)."""
     return np.stack([np.asarray(lo, np.float32).astype(np.float16), np.asarray(hi, np.float32).astype(np.float16)], axis=-1)
 
 

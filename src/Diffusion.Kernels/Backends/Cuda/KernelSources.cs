@@ -6,7 +6,44 @@ namespace Diffusion.Kernels.Backends.Cuda;
 /// </summary>
 internal static class KernelSources
 {
-    public static string Read(string fileName) => File.ReadAllText(Find(fileName));
+    /// <summary>The source NVRTC compiles: the file with each #include "x.cuh" of a shared kernels/ header spliced in.</summary>
+    public static string Read(string fileName) => Splice(fileName, File.ReadAllText(Find(fileName)), header => File.ReadAllText(Find(header)));
+
+    /// <summary>
+    /// Replaces each line #include "name.cuh" with that header's text between #line directives, so NVRTC sees one
+    /// self-contained source (no include paths to pass, and the kernel cache, which hashes the source, notices a
+    /// changed header) while its messages still name the file and line they come from. Headers are not nested.
+    /// </summary>
+    internal static string Splice(string fileName, string source, Func<string, string> readHeader)
+    {
+        var lines = source.Split('\n');
+        var spliced = new System.Text.StringBuilder(source.Length);
+        for (int i = 0; i < lines.Length; i++)
+        {
+            string line = lines[i].TrimEnd('\r');
+            if (IncludedHeader(line) is { } header)
+            {
+                spliced.Append("#line 1 \"").Append(header).Append("\"\n").Append(readHeader(header).TrimEnd('\n')).Append('\n');
+                spliced.Append("#line ").Append(i + 2).Append(" \"").Append(fileName).Append("\"\n");
+            }
+            else
+            {
+                spliced.Append(lines[i]);
+                if (i < lines.Length - 1) spliced.Append('\n');
+            }
+        }
+        return spliced.ToString();
+    }
+
+    private static string? IncludedHeader(string line)
+    {
+        const string Prefix = "#include \"";
+        if (!line.StartsWith(Prefix, StringComparison.Ordinal) || !line.EndsWith(".cuh\"", StringComparison.Ordinal)) return null;
+        string name = line[Prefix.Length..^1];
+        if (name.Contains('/') || name.Contains('\\'))
+            throw new DiffusionException($"kernel header {name}: only headers beside the kernels (kernels/*.cuh) can be included");
+        return name;
+    }
 
     public static string Find(string fileName)
     {
