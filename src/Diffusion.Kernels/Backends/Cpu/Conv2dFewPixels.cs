@@ -14,7 +14,7 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// for sixteen FMAs, as on large images. The threads split the channel panels, so each streams its own share of
 /// the weights (a small conv's real cost). Each also packs all the patch rows itself, a K block at a time, with
 /// two gathers per row straight from the unpadded input (a table of where each pixel's tap lands, zero outside the
-/// image): at this size the per-run copies of the direct path, and padding the input first, cost a third as much
+/// image): at this size the per-run copies of the direct path, and padding the input first, cost a quarter as much
 /// as the arithmetic.
 /// </summary>
 public sealed partial class CpuBackend
