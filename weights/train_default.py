@@ -229,7 +229,9 @@ def train(args):
         gen.set_state(ck["generator"])
         torch.set_rng_state(ck["torch_rng"])
         step, wall_before = ck["step"], ck["train_wall_s"]
+        # The run's lineage stays the checkpoint's, so the evaluation report still says where it started.
         args.first_step = saved.get("first_step", 0)
+        args.init_from = saved.get("init_from")
         print(f"resumed at step {step} ({wall_before / 60:.1f} min trained before)", flush=True)
     elif args.resume:
         print("--resume: no checkpoint yet, starting fresh", flush=True)
