@@ -152,9 +152,30 @@ public sealed partial class CpuBackend
         int blocks = Math.Min(job.Weights.MBlocks, block0 + part.BlocksPerGroup) - block0;
         if (blocks <= 0 || col0 >= col1) return;
 
+        // Source runs of the task's columns, one list per panel: columns along an output row read the padded
+        // input at a fixed step (the stride), so each run is copied as one strided (usually contiguous) span.
         int* runs = (t_convColumns ??= new()).Ints(RunInts * (col1 - col0) + panels + 1);
         int* panelRuns = runs + RunInts * (col1 - col0);
-        BuildRuns(g, col0, col1, NR, runs, panelRuns);
+        int runCount = 0;
+        for (int q = 0; q < panels; q++)
+        {
+            panelRuns[q] = runCount;
+            int start = col0 + q * NR, end = Math.Min(col1, start + NR);
+            for (int j = start; j < end;)
+            {
+                int begin = g.ColumnOffset(j);
+                int step = j + 1 < end ? g.ColumnOffset(j + 1) - begin : 1;
+                int length = 1;
+                while (j + length < end && g.ColumnOffset(j + length) == begin + length * step) length++;
+                int* run = runs + RunInts * runCount++;
+                run[0] = begin;
+                run[1] = j - start;
+                run[2] = length;
+                run[3] = length == 1 ? 1 : step;
+                j += length;
+            }
+        }
+        panelRuns[panels] = runCount;
 
         int ldc = panels * NR;
         float* tile = (t_convTile ??= new()).Floats((long)blocks * MR * ldc);
@@ -164,8 +185,19 @@ public sealed partial class CpuBackend
             int kc = Math.Min(ConvKBlock, g.K - k0);
             for (int q = 0; q < panels; q++)
             {
+                float* panel = packed + (long)q * kc * NR;
                 bool partial = q == panels - 1 && (col1 - col0) % NR != 0;
-                PackPanel(job, k0, kc, packed + (long)q * kc * NR, NR, partial, runs + RunInts * panelRuns[q], runs + RunInts * panelRuns[q + 1]);
+                for (int kk = 0; kk < kc; kk++)
+                {
+                    float* dst = panel + kk * NR;
+                    if (partial) new Span<float>(dst, NR).Clear();
+                    float* src = job.Source + job.Offsets[k0 + kk];
+                    for (int* run = runs + RunInts * panelRuns[q]; run < runs + RunInts * panelRuns[q + 1]; run += RunInts)
+                    {
+                        if (run[3] == 1) CopyRun(src + run[0], dst + run[1], run[2]);
+                        else CopyStridedRun(src + run[0], run[3], dst + run[1], run[2]);
+                    }
+                }
             }
             for (int q = 0; q < panels; q++)
             {
@@ -183,53 +215,6 @@ public sealed partial class CpuBackend
             }
         }
         ConvEpilogue(job, tile, ldc, block0 * MR, Math.Min(g.Cout, (block0 + blocks) * MR), col0, col1);
-    }
-
-    /// <summary>
-    /// The im2col source runs of columns [col0, col1) cut into panels of <paramref name="width"/> columns, one list
-    /// per panel (panel q's runs are [panelRuns[q], panelRuns[q + 1])): columns along an output row read the padded
-    /// input at a fixed step (the stride), so each run is copied as one strided (usually contiguous) span.
-    /// </summary>
-    private static unsafe void BuildRuns(in ConvGeometry g, int col0, int col1, int width, int* runs, int* panelRuns)
-    {
-        int panels = (col1 - col0 + width - 1) / width;
-        int runCount = 0;
-        for (int q = 0; q < panels; q++)
-        {
-            panelRuns[q] = runCount;
-            int start = col0 + q * width, end = Math.Min(col1, start + width);
-            for (int j = start; j < end;)
-            {
-                int begin = g.ColumnOffset(j);
-                int step = j + 1 < end ? g.ColumnOffset(j + 1) - begin : 1;
-                int length = 1;
-                while (j + length < end && g.ColumnOffset(j + length) == begin + length * step) length++;
-                int* run = runs + RunInts * runCount++;
-                run[0] = begin;
-                run[1] = j - start;
-                run[2] = length;
-                run[3] = length == 1 ? 1 : step;
-                j += length;
-            }
-        }
-        panelRuns[panels] = runCount;
-    }
-
-    /// <summary>Patch rows [k0, k0 + kc) of one panel's columns into <paramref name="panel"/>, row kk at panel + kk·ld.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void PackPanel(in ConvJob job, int k0, int kc, float* panel, int ld, bool partial, int* runsBegin, int* runsEnd)
-    {
-        for (int kk = 0; kk < kc; kk++)
-        {
-            float* dst = panel + kk * ld;
-            if (partial) new Span<float>(dst, ld).Clear();
-            float* src = job.Source + job.Offsets[k0 + kk];
-            for (int* run = runsBegin; run < runsEnd; run += RunInts)
-            {
-                if (run[3] == 1) CopyRun(src + run[0], dst + run[1], run[2]);
-                else CopyStridedRun(src + run[0], run[3], dst + run[1], run[2]);
-            }
-        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

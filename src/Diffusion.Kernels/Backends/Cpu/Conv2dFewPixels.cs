@@ -48,10 +48,8 @@ public sealed partial class CpuBackend
                 gather[r * ld + j] = inside ? (n * g.Cin * g.H + y) * g.W + x : -1;
             }
         }
-        int panels = job.Weights.ChannelPanels;
-        int tasks = Math.Min(Threads, panels);
         var fewPixels = new FewPixelsJob(job, gather);
-        For(tasks, t => FewPixelsTask(fewPixels, t * panels / tasks, (t + 1) * panels / tasks));
+        ForRanges(job.Weights.ChannelPanels, (panel0, panel1) => FewPixelsTask(fewPixels, panel0, panel1), perThread: 1);
     }
 
     /// <summary>Pixel rows of the transposed product: the pixels rounded up to whole MR-row blocks (8 or 16).</summary>

@@ -100,12 +100,13 @@ public sealed partial class CpuBackend : IBackend
     }
 
     /// <summary>
-    /// Runs body(start, end) over [0, items) cut into a few contiguous ranges per thread, for loops whose items
-    /// (an image plane, a group-norm block) are each too small to be scheduled as a task of their own.
+    /// Runs body(start, end) over [0, items) cut into contiguous ranges, <paramref name="perThread"/> per thread: a
+    /// few for loops whose items (an image plane, a group-norm block) are each too small to be scheduled as a task
+    /// of their own, one where each range repeats setup work (the few-pixel conv gathers its patches per range).
     /// </summary>
-    private void ForRanges(int items, Action<int, int> body)
+    private void ForRanges(int items, Action<int, int> body, int perThread = 4)
     {
-        int tasks = Math.Min(items, 4 * Threads);
+        int tasks = Math.Min(items, perThread * Threads);
         For(tasks, t => body((int)((long)t * items / tasks), (int)((long)(t + 1) * items / tasks)));
     }
 
