@@ -15,8 +15,8 @@ public static class InfoCommand
 {
     public static Command Create()
     {
-        var path = new Argument<string>("path") { Description = "diffusers UNet or pipeline folder, or the UNet's config.json" };
-        var verbose = CliOptions.Verbose();
+        var path = CliOptions.InputPathArgument("path", "PATH", "diffusers UNet or pipeline folder, or the UNet's config.json");
+        var verbose = CliOptions.Verbose("print stack traces with errors");
         var command = new Command("info", "Describe a model: architecture, parameter count, dtypes, scheduler.") { path, verbose };
         command.SetAction((parse, ct) => Task.FromResult(Run(parse.GetValue(path)!, Console.Out, Console.Error, parse.GetValue(verbose), ct)));
         return command;

@@ -4,10 +4,16 @@ using Diffusion.Kernels;
 namespace Diffusion.Cli;
 
 /// <summary>
-/// Sampling progress on stderr: a bar redrawn in place with steps/s and ETA on a terminal, or plain lines
-/// (about every tenth of the run) when stderr is redirected to a file or pipe, where redraws would be noise.
-/// Reports arrive on the sampling thread, so this draws synchronously.
+/// Sampling progress on stderr: a bar redrawn in place with the rate and ETA on a terminal, or plain lines (about
+/// every tenth of the run) when stderr is redirected to a file or pipe, where redraws would be noise. Reports
+/// arrive on the sampling thread, so this draws synchronously.
 /// </summary>
+/// <remarks>
+/// Spectre.Console's progress bar was the alternative; we dropped the package instead: its live display redraws
+/// from a thread of its own and owns the console while it runs, which would need a second path for redirected
+/// stderr (where it degrades to nothing) and for a console that fails mid-run, all to draw one line this class
+/// draws in a few.
+/// </remarks>
 public sealed class ProgressDisplay(TextWriter output, bool interactive) : IProgress<GenerationProgress>
 {
     private const int BarWidth = 30;
@@ -19,17 +25,18 @@ public sealed class ProgressDisplay(TextWriter output, bool interactive) : IProg
     public void Report(GenerationProgress value)
     {
         bool last = value.Step == value.TotalSteps;
+        double done = Done(value);
         if (interactive)
         {
             if (!last && value.Elapsed - _lastDrawn < RedrawInterval) return; // null (never drawn) compares false
             _lastDrawn = value.Elapsed;
-            int filled = BarWidth * value.Step / value.TotalSteps;
+            int filled = (int)(BarWidth * done);
             output.Write($"\r[{new string('#', filled)}{new string('.', BarWidth - filled)}] {Describe(value)}   ");
             if (last) output.WriteLine();
         }
         else
         {
-            int tenth = 10 * value.Step / value.TotalSteps;
+            int tenth = (int)(10 * done);
             if (tenth == _lastTenth && !last) return;
             _lastTenth = tenth;
             output.WriteLine(Describe(value));
@@ -37,14 +44,23 @@ public sealed class ProgressDisplay(TextWriter output, bool interactive) : IProg
         output.Flush();
     }
 
-    /// <summary>"12/50 t=761 4.3 steps/s ETA 0:09": the rate is the average so far, which a steady loop makes a fair guess.</summary>
+    /// <summary>The share of the run that is done, in [0, 1].</summary>
+    private static double Done(GenerationProgress value) => (double)value.Step / value.TotalSteps;
+
+    /// <summary>
+    /// "step 12/50 t=761 4.3 steps/s ETA 0:09", or "… 12.5 s/step …" when a step takes longer than a second: the
+    /// rate is the average so far, which a steady loop makes a fair guess.
+    /// </summary>
     public static string Describe(GenerationProgress value)
     {
         double seconds = value.Elapsed.TotalSeconds;
-        double rate = seconds > 0 ? value.Step / seconds : 0;
-        string eta = rate > 0 ? Clock(TimeSpan.FromSeconds((value.TotalSteps - value.Step) / rate)) : "?";
+        double stepsDone = Done(value) * value.TotalSteps;
+        string rate = stepsDone <= 0 || seconds <= 0 ? "? steps/s"
+            : stepsDone >= seconds ? string.Create(CultureInfo.InvariantCulture, $"{stepsDone / seconds:0.0} steps/s")
+            : string.Create(CultureInfo.InvariantCulture, $"{seconds / stepsDone:0.0} s/step");
+        string eta = stepsDone > 0 && seconds > 0 ? Clock(TimeSpan.FromSeconds((value.TotalSteps - stepsDone) * seconds / stepsDone)) : "?";
         return string.Create(CultureInfo.InvariantCulture,
-            $"step {value.Step}/{value.TotalSteps} t={value.Timestep:0.##} {rate:0.0} steps/s ETA {eta}");
+            $"step {value.Step}/{value.TotalSteps} t={value.Timestep:0.##} {rate} ETA {eta}");
     }
 
     private static string Clock(TimeSpan span) => span.TotalHours >= 1

@@ -12,6 +12,9 @@ public class ProgressDisplayTests
         text.Should().Be("step 10/50 t=801 2.5 steps/s ETA 0:16");
         ProgressDisplay.Describe(new GenerationProgress(1, 10000, 999.5f, TimeSpan.FromSeconds(1)))
             .Should().Be("step 1/10000 t=999.5 1.0 steps/s ETA 2:46:39");
+        // A step longer than a second (a large batch) reads as seconds per step, not "0.0 steps/s".
+        ProgressDisplay.Describe(new GenerationProgress(2, 10, 500, TimeSpan.FromSeconds(25)))
+            .Should().Be("step 2/10 t=500 12.5 s/step ETA 1:40");
     }
 
     [Fact]
