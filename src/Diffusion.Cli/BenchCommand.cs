@@ -32,10 +32,11 @@ internal static class BenchCommand
         var iterations = new Option<int>("--iterations") { Description = "timed runs per op; the median is reported", DefaultValueFactory = _ => 20 };
         var warmup = new Option<int>("--warmup") { Description = "untimed runs before timing", DefaultValueFactory = _ => 3 };
         var json = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
+        var force = CliOptions.Force();
         var verbose = CliOptions.Verbose();
         var command = new Command("bench", "Check each kernel against the CPU backend, then time it on the CIFAR-10 U-Net's shapes.")
         {
-            device, ops, batches, versions, half, iterations, warmup, json, verbose,
+            device, ops, batches, versions, half, iterations, warmup, json, force, verbose,
         };
         command.SetAction((parse, ct) => CliErrors.Run(parse.GetValue(verbose), () =>
         {
@@ -47,12 +48,15 @@ internal static class BenchCommand
                 parse.GetValue(half),
                 parse.GetValue(iterations) is var n and >= 1 ? n : throw new UsageException("--iterations must be at least 1"),
                 parse.GetValue(warmup) is var w and >= 0 ? w : throw new UsageException("--warmup must not be negative"));
-            return Run(settings, parse.GetValue(json), Console.Out, Console.Error, ct);
+            string? jsonPath = parse.GetValue(json);
+            if (jsonPath != null) OutputFiles.EnsureWritable("--json", jsonPath, parse.GetValue(force), Console.Error);
+            int code = Run(settings, jsonPath, parse.GetValue(force), Console.Out, Console.Error, ct);
+            return jsonPath == null ? ConsoleStreams.RequireOutput(code) : code;
         }));
         return command;
     }
 
-    internal static int Run(BenchSettings settings, string? jsonPath, TextWriter output, TextWriter log, CancellationToken ct)
+    internal static int Run(BenchSettings settings, string? jsonPath, bool force, TextWriter output, TextWriter log, CancellationToken ct)
     {
         using var reference = BackendFactory.Create(DeviceKind.Cpu, out _);
         using var targets = BenchTargets.Open(settings, reference, log, out string? unavailable);
@@ -94,7 +98,7 @@ internal static class BenchCommand
                 peak = targets.Peak,
                 rows,
             };
-            File.WriteAllText(jsonPath, JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }));
+            OutputFiles.WriteAll([new(jsonPath, stream => JsonSerializer.Serialize(stream, document, new JsonSerializerOptions { WriteIndented = true }))], force, ct);
             log.WriteLine($"wrote {jsonPath}");
         }
 

@@ -75,9 +75,10 @@ public static class GenerateCommand
     private static int Generate(Request request, TextWriter log, CancellationToken cancellationToken)
     {
         // Everything that can be refused is checked before the long part starts.
-        OutputFiles.EnsureWritable(request.Out, request.Force);
-        if (request.SaveTensor is { } tensorPath) OutputFiles.EnsureWritable(tensorPath, request.Force);
-        var initialNoise = request.Noise is { } noisePath ? ReadNoise(noisePath) : null;
+        OutputFiles.EnsureDistinct(("--out", request.Out), ("--save-tensor", request.SaveTensor));
+        OutputFiles.EnsureWritable("--out", request.Out, request.Force, log);
+        if (request.SaveTensor is { } tensorPath) OutputFiles.EnsureWritable("--save-tensor", tensorPath, request.Force, log);
+        var initialNoise = request.Noise is { } noisePath ? SampleFiles.Read(noisePath) : null;
         if (initialNoise is not null && request.Batch is { } b && b != initialNoise.Shape[0])
             throw new UsageException($"--batch {b} disagrees with the {initialNoise.Shape[0]} samples in --noise {request.Noise}");
 
@@ -119,33 +120,24 @@ public static class GenerateCommand
         var samples = Pipeline.Generate(options, new ProgressDisplay(log, interactive: ReferenceEquals(log, Console.Error) && !Console.IsErrorRedirected), cancellationToken);
         cancellationToken.ThrowIfCancellationRequested();
 
+        // The PNG and the tensor are committed together or not at all.
+        var outputs = new List<OutputFile>();
         if (request.SaveTensor is { } savePath)
         {
-            SafetensorsWriter.Write(savePath, [new("sample", samples)], new Dictionary<string, string>
+            outputs.Add(new(savePath, stream => SafetensorsWriter.WriteTo(stream, [new("sample", samples)], new Dictionary<string, string>
             {
                 ["model"] = folder.RootPath,
                 ["scheduler"] = Scheduler.NameOf(request.Sampler),
                 ["steps"] = stepCount.ToString(CultureInfo.InvariantCulture),
                 ["eta"] = request.Eta.ToString(CultureInfo.InvariantCulture),
                 ["seed"] = seed.ToString(CultureInfo.InvariantCulture),
-            });
+            })));
         }
-        Png.Save(request.Out, samples, overwrite: request.Force,
-            scale: request.Scale ?? ImageGrid.ReadableScale(samples.Shape[2], samples.Shape[3]));
+        int scale = request.Scale ?? ImageGrid.ReadableScale(samples.Shape[2], samples.Shape[3]);
+        outputs.Add(new(request.Out, stream => stream.Write(Png.Encode(ImageGrid.FromSamples(samples, scale)))));
+        OutputFiles.WriteAll(outputs, request.Force, cancellationToken);
         log.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"wrote {request.Out}: {samples.Shape[0]} image(s) of {samples.Shape[1]}×{samples.Shape[2]}×{samples.Shape[3]} in {clock.Elapsed.TotalSeconds:0.0} s"));
         return ExitCodes.Success;
-    }
-
-    private static HostTensor ReadNoise(string path)
-    {
-        using var file = SafetensorsFile.Open(path);
-        string name = file.Contains("sample") ? "sample"
-            : file.Tensors.Count == 1 ? file.Tensors[0].Name
-            : throw new SafetensorsFormatException(path, $"expected a tensor named 'sample' or a single tensor, found {file.Tensors.Count}");
-        var tensor = file.ReadTensor(name);
-        if (tensor.Rank != 4)
-            throw new SafetensorsFormatException(path, $"tensor '{name}' must have shape (B, C, H, W), got ({string.Join(", ", tensor.Shape)})");
-        return tensor;
     }
 }

@@ -8,11 +8,19 @@ root.Subcommands.Add(UnetCommand.Create());
 root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 
-// Ctrl-C and SIGTERM cancel the running command, which stops between steps, removes nothing it has not
-// written and exits with 130. We own this rather than System.CommandLine so the command always gets to clean up.
+// Console output is a courtesy; losing it (a closed or full stderr, a vanished terminal) must not lose the run.
+ConsoleStreams.Install();
+
+// Ctrl-C, SIGTERM, SIGHUP (the terminal or SSH session went away) and SIGQUIT cancel the running command, which
+// stops between steps, deletes its temporary files and exits with 130. We own this rather than System.CommandLine
+// so the command always gets to clean up. A second signal is left to its default action, for a command that does
+// not stop.
 using var cancellation = new CancellationTokenSource();
-using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Cancel);
-using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Cancel);
+PosixSignalRegistration[] signals =
+[
+    .. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT }
+        .Select(signal => PosixSignalRegistration.Create(signal, Cancel)),
+];
 var parsed = root.Parse(args);
 // A mistyped command line is a usage error (exit 2) told in one line, not System.CommandLine's exit 1 and the
 // whole help text, which scripts would read as a crash.
@@ -23,10 +31,18 @@ if (parsed.Errors.Count > 0)
     Console.Error.WriteLine($"diffuse: {string.Join("; ", parsed.Errors.Select(e => e.Message.TrimEnd('.')))} (see '{help}')");
     return ExitCodes.Usage;
 }
-return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, cancellation.Token);
+try
+{
+    return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, cancellation.Token);
+}
+finally
+{
+    foreach (var registration in signals) registration.Dispose();
+}
 
 void Cancel(PosixSignalContext context)
 {
+    if (cancellation.IsCancellationRequested) return;
     context.Cancel = true;
     cancellation.Cancel();
 }
