@@ -31,10 +31,11 @@ internal static class BenchCommand
         var iterations = CliOptions.WholeNumber("--iterations", "N", "timed runs per op; the median is reported (default: 20)", 1);
         var warmup = CliOptions.WholeNumber("--warmup", "N", "untimed runs before timing (default: 3)", 0);
         var json = CliOptions.OutputFile("--json", ".json", "also write the results as JSON to this file");
+        var force = CliOptions.Force();
         var verbose = CliOptions.Verbose();
         var command = new Command("bench", "Check each kernel against the CPU backend, then time it on the CIFAR-10 U-Net's shapes.")
         {
-            device, ops, batches, versions, half, iterations, warmup, json, verbose,
+            device, ops, batches, versions, half, iterations, warmup, json, force, verbose,
         };
         command.Validators.Add(result =>
         {
@@ -51,7 +52,10 @@ internal static class BenchCommand
                 parse.GetValue(half),
                 parse.GetValue(iterations) ?? 20,
                 parse.GetValue(warmup) ?? 3);
-            return Run(settings, parse.GetValue(json), Console.Out, Console.Error, ct);
+            string? jsonPath = parse.GetValue(json);
+            if (jsonPath != null) OutputFiles.EnsureWritable("--json", jsonPath, parse.GetValue(force), Console.Error);
+            int code = Run(settings, jsonPath, parse.GetValue(force), Console.Out, Console.Error, ct);
+            return jsonPath == null ? ConsoleStreams.RequireOutput(code) : code;
         }));
         return command;
     }
@@ -60,7 +64,7 @@ internal static class BenchCommand
 
     private const int MaxBatch = 4096;
 
-    internal static int Run(BenchSettings settings, string? jsonPath, TextWriter output, TextWriter log, CancellationToken ct)
+    internal static int Run(BenchSettings settings, string? jsonPath, bool force, TextWriter output, TextWriter log, CancellationToken ct)
     {
         using var reference = BackendFactory.Create(DeviceKind.Cpu, out _);
         using var targets = BenchTargets.Open(settings, reference, log, out string? unavailable);
@@ -102,7 +106,7 @@ internal static class BenchCommand
                 peak = targets.Peak,
                 rows,
             };
-            File.WriteAllText(jsonPath, JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }));
+            OutputFiles.WriteAll([new(jsonPath, stream => JsonSerializer.Serialize(stream, document, new JsonSerializerOptions { WriteIndented = true }))], force, ct);
             log.WriteLine($"wrote {jsonPath}");
         }
 

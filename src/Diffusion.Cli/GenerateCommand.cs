@@ -83,9 +83,10 @@ public static class GenerateCommand
         // Everything that can be refused is checked before the device is opened and the model loaded: outputs,
         // the noise file, the model's config, and the sampler's options against the scheduler config.
         string outPath = request.Out ?? FirstFreeName(DefaultOutput);
-        OutputFiles.EnsureWritable(outPath, request.Force);
-        if (request.SaveTensor is { } tensorPath) OutputFiles.EnsureWritable(tensorPath, request.Force);
-        var initialNoise = request.Noise is { } noisePath ? ReadNoise(noisePath) : null;
+        OutputFiles.EnsureDistinct(("--out", outPath), ("--save-tensor", request.SaveTensor));
+        OutputFiles.EnsureWritable("--out", outPath, request.Force, log);
+        if (request.SaveTensor is { } tensorPath) OutputFiles.EnsureWritable("--save-tensor", tensorPath, request.Force, log);
+        var initialNoise = request.Noise is { } noisePath ? SampleFiles.Read(noisePath) : null;
         if (initialNoise is not null && request.Batch is { } b && b != initialNoise.Shape[0])
             throw new UsageException($"--batch {b} disagrees with the {initialNoise.Shape[0]} samples in --noise {request.Noise}");
 
@@ -137,6 +138,8 @@ public static class GenerateCommand
         var samples = Pipeline.Generate(options, new ProgressDisplay(log, interactive: ReferenceEquals(log, Console.Error) && !Console.IsErrorRedirected), cancellationToken);
         cancellationToken.ThrowIfCancellationRequested();
 
+        // The PNG and the tensor are committed together or not at all.
+        var outputs = new List<OutputFile>();
         if (request.SaveTensor is { } savePath)
         {
             var metadata = new Dictionary<string, string>
@@ -147,10 +150,11 @@ public static class GenerateCommand
                 ["eta"] = request.Eta.ToString(CultureInfo.InvariantCulture),
             };
             if (seedMatters) metadata["seed"] = seed.ToString(CultureInfo.InvariantCulture);
-            SafetensorsWriter.Write(savePath, [new("sample", samples)], metadata);
+            outputs.Add(new(savePath, stream => SafetensorsWriter.WriteTo(stream, [new("sample", samples)], metadata)));
         }
-        Png.Save(outPath, samples, overwrite: request.Force,
-            scale: request.Scale ?? ImageGrid.ReadableScale(samples.Shape[2], samples.Shape[3]));
+        int scale = request.Scale ?? ImageGrid.ReadableScale(samples.Shape[2], samples.Shape[3]);
+        outputs.Add(new(outPath, stream => stream.Write(Png.Encode(ImageGrid.FromSamples(samples, scale)))));
+        OutputFiles.WriteAll(outputs, request.Force, cancellationToken);
         log.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"wrote {outPath}: {samples.Shape[0]} image(s) of {samples.Shape[1]}×{samples.Shape[2]}×{samples.Shape[3]} in {clock.Elapsed.TotalSeconds:0.0} s"));
         return ExitCodes.Success;
@@ -171,17 +175,5 @@ public static class GenerateCommand
             if (!File.Exists(candidate) && !Directory.Exists(candidate)) return candidate;
         }
         throw new UsageException($"{name} and its numbered successors up to {stem}-99999{extension} all exist; pass --out");
-    }
-
-    private static HostTensor ReadNoise(string path)
-    {
-        using var file = SafetensorsFile.Open(path);
-        string name = file.Contains("sample") ? "sample"
-            : file.Tensors.Count == 1 ? file.Tensors[0].Name
-            : throw new SafetensorsFormatException(path, $"expected a tensor named 'sample' or a single tensor, found {file.Tensors.Count}");
-        var tensor = file.ReadTensor(name);
-        if (tensor.Rank != 4)
-            throw new SafetensorsFormatException(path, $"tensor '{name}' must have shape (B, C, H, W), got ({string.Join(", ", tensor.Shape)})");
-        return tensor;
     }
 }

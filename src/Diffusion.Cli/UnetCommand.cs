@@ -35,8 +35,8 @@ internal static class UnetCommand
         command.SetAction((parse, ct) => CliErrors.Run(parse.GetValue(verbose), () =>
         {
             string outPath = parse.GetValue(output)!;
-            OutputFiles.EnsureWritable(outPath, parse.GetValue(force));
-            var sample = ReadSample(parse.GetValue(input)!);
+            OutputFiles.EnsureWritable("--out", outPath, parse.GetValue(force), Console.Error);
+            var sample = SampleFiles.Read(parse.GetValue(input)!);
             float[] timesteps = parse.GetValue(timestep)!;
             if (timesteps.Length != 1 && timesteps.Length != sample.Shape[0])
                 throw new UsageException($"--timestep: give one timestep or one per batch item ({sample.Shape[0]}), got {timesteps.Length}");
@@ -47,7 +47,8 @@ internal static class UnetCommand
             var result = TimedForward(net, sample, timesteps, parse.GetValue(repeat) ?? 1, ct);
             // A forward is not interruptible, so Ctrl-C during the last one is honoured here: nothing is written.
             ct.ThrowIfCancellationRequested();
-            SafetensorsWriter.Write(outPath, [new("sample", result)]);
+            RefuseNonFinite(result);
+            OutputFiles.WriteAll([new(outPath, stream => SafetensorsWriter.WriteTo(stream, [new("sample", result)]))], parse.GetValue(force), ct);
             Console.Error.WriteLine($"wrote {outPath}: sample ({string.Join(", ", result.Shape)})");
             return ExitCodes.Success;
         }));
@@ -83,15 +84,11 @@ internal static class UnetCommand
         return result;
     }
 
-    internal static HostTensor ReadSample(string path)
+    /// <summary>As generate does: a NaN or infinity is the model's failure (exit 7), not a result to hand to a comparison.</summary>
+    private static void RefuseNonFinite(HostTensor result)
     {
-        using var file = SafetensorsFile.Open(path);
-        string name = file.Contains("sample") ? "sample"
-            : file.Tensors.Count == 1 ? file.Tensors[0].Name
-            : throw new DiffusionException($"{path}: expected a tensor named 'sample' or a single tensor, found {file.Tensors.Count}");
-        var tensor = file.ReadTensor(name);
-        if (tensor.Rank != 4)
-            throw new DiffusionException($"{path}: tensor '{name}' must have shape (B, C, H, W), got ({string.Join(", ", tensor.Shape)})");
-        return tensor;
+        int bad = Array.FindIndex(result.Data, v => !float.IsFinite(v));
+        if (bad >= 0)
+            throw new NonFiniteSampleException($"the U-Net output holds a non-finite value ({result.Data[bad]} at element {bad} of ({string.Join(", ", result.Shape)})); nothing was written");
     }
 }

@@ -47,11 +47,11 @@ public sealed class GenerateCommandTests : IDisposable
     }
 
     [Fact]
-    public void A_missing_output_folder_is_a_usage_error()
+    public void A_missing_output_folder_is_an_unwritable_output()
     {
         var request = Request() with { Out = Path.Combine(_folder, "missing", "out.png") };
         var (code, log) = Run(request);
-        code.Should().Be(Usage);
+        code.Should().Be(9, "README: the output cannot be written");
         log.Should().Contain("does not exist");
     }
 
