@@ -110,8 +110,6 @@ public static class GenerateCommand
             Batch = request.Batch ?? (request.Model is null ? DefaultModelBatch : 1),
             InitialNoise = initialNoise,
         };
-        var (_, height, width) = denoiser.SampleShape;
-        denoiser.EnsureMemoryFor(initialNoise?.Shape[0] ?? options.Batch, initialNoise?.Shape[2] ?? height, initialNoise?.Shape[3] ?? width);
         int stepCount = options.Steps ?? Scheduler.DefaultSteps(options.Sampler, schedulerConfig);
         log.WriteLine($"sampling: {Scheduler.NameOf(request.Sampler)}, {stepCount} steps, seed {seed}");
 

@@ -18,18 +18,18 @@ public sealed class ProgressDisplay(TextWriter output, bool interactive) : IProg
 
     public void Report(GenerationProgress value)
     {
-        bool last = value.Step == value.TotalSteps;
+        bool last = value.IsLast;
         if (interactive)
         {
             if (!last && value.Elapsed - _lastDrawn < RedrawInterval) return; // null (never drawn) compares false
             _lastDrawn = value.Elapsed;
-            int filled = BarWidth * value.Step / value.TotalSteps;
+            int filled = (int)(BarWidth * value.Fraction);
             output.Write($"\r[{new string('#', filled)}{new string('.', BarWidth - filled)}] {Describe(value)}   ");
             if (last) output.WriteLine();
         }
         else
         {
-            int tenth = 10 * value.Step / value.TotalSteps;
+            int tenth = (int)(10 * value.Fraction);
             if (tenth == _lastTenth && !last) return;
             _lastTenth = tenth;
             output.WriteLine(Describe(value));
