@@ -43,7 +43,8 @@ public static class GenerateCommand
         var steps = CliOptions.WholeNumber("--steps", "N", "sampling steps, at most the model's num_train_timesteps (default: ddpm all of them, ddim 50, dpm++2m 20, euler-a 30)", 1);
         var eta = CliOptions.Number("--eta", "E", "DDIM η: 0 deterministic (default) … 1 DDPM-like", 0, 1);
         var seed = CliOptions.Seed("random seed (default: a fresh one, printed so the run can be repeated)");
-        var batch = CliOptions.WholeNumber("--batch", "B", $"images to generate, tiled into a grid (default: {DefaultModelBatch} with the embedded model, else 1)", 1);
+        var batch = CliOptions.WholeNumber("--batch", "B", $"images to generate, tiled into a grid (default: {DefaultModelBatch} with the embedded model, else 1); " +
+            $"large batches run in chunks sized to memory", 1, Pipeline.MaxBatch);
         var device = CliOptions.Device();
         var noise = CliOptions.InputPath("--noise", "FILE.safetensors", "initial unit-variance noise (B, C, H, W): tensor 'sample' or the file's only tensor");
         var saveTensor = CliOptions.OutputFile("--save-tensor", ".safetensors", "also write the final samples (B, C, H, W), float32, as tensor 'sample' of this file");
@@ -97,10 +98,23 @@ public static class GenerateCommand
         if (folder.Config.OutChannels != folder.Config.InChannels)
             throw new UsageException($"{folder.ConfigPath}: the model predicts {folder.Config.OutChannels} channels for " +
                 $"{folder.Config.InChannels}-channel samples (a learned variance); only ε, x0 or v prediction models can sample");
+        if (initialNoise is not null && initialNoise.Shape[1] != folder.Config.InChannels)
+            throw new UsageException($"--noise {request.Noise} holds {initialNoise.Shape[1]}-channel samples; the model takes {folder.Config.InChannels} channels");
         var schedulerConfig = folder.SchedulerConfigPath is { } configPath ? SchedulerConfig.Load(configPath) : SchedulerConfig.Default;
-        int stepCount = request.Steps ?? Scheduler.DefaultSteps(request.Sampler, schedulerConfig);
-        // Built here only to have the sampler refuse its options (steps beyond num_train_timesteps) before any work.
-        var scheduler = Scheduler.Create(request.Sampler, schedulerConfig, stepCount, request.Eta);
+        ulong seed = request.Seed ?? BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
+        var settings = new SamplingSettings
+        {
+            Sampler = request.Sampler,
+            SchedulerConfig = schedulerConfig,
+            Steps = request.Steps,
+            Eta = request.Eta,
+            Seed = seed,
+            Batch = request.Batch ?? (request.Model is null ? DefaultModelBatch : 1),
+            InitialNoise = initialNoise,
+        };
+        // The library's own checks (batch limit, steps against num_train_timesteps, the sampler's fit to the
+        // scheduler config), made here so they too come before the device is opened.
+        var scheduler = Pipeline.Validate(settings);
         bool drawsStepNoise = Enumerable.Range(0, scheduler.StepCount).Any(i => scheduler.Step(i).NeedsNoise);
 
         if (folder.SchedulerConfigPath is null)
@@ -111,28 +125,28 @@ public static class GenerateCommand
         bool seedMatters = initialNoise is null || drawsStepNoise;
         if (!seedMatters && request.Seed is not null)
             log.WriteLine($"note: --seed has no effect: --noise gives the initial noise and {Scheduler.NameOf(request.Sampler)} draws no other");
-        ulong seed = request.Seed ?? BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
 
         using var backend = CliOptions.CreateBackend(request.Device, request.Verbose, log);
         using var denoiser = UNet2D.Load(folder, backend, cancellationToken);
-
         var options = new GenerateOptions
         {
             Model = denoiser,
-            Sampler = request.Sampler,
-            SchedulerConfig = schedulerConfig,
-            Steps = stepCount,
-            Eta = request.Eta,
-            Seed = seed,
-            Batch = request.Batch ?? (request.Model is null ? DefaultModelBatch : 1),
-            InitialNoise = initialNoise,
+            Sampler = settings.Sampler,
+            SchedulerConfig = settings.SchedulerConfig,
+            Steps = settings.Steps,
+            Eta = settings.Eta,
+            Seed = settings.Seed,
+            Batch = settings.Batch,
+            InitialNoise = settings.InitialNoise,
         };
         var (_, height, width) = denoiser.SampleShape;
-        denoiser.EnsureMemoryFor(initialNoise?.Shape[0] ?? options.Batch, initialNoise?.Shape[2] ?? height, initialNoise?.Shape[3] ?? width);
+        // Refuses a batch that does not fit in memory (exit 6) before the sampling line, and says how it will run.
+        var plan = Pipeline.PlanBatch(denoiser, initialNoise?.Shape[0] ?? options.Batch, initialNoise?.Shape[2] ?? height, initialNoise?.Shape[3] ?? width);
         string noiseOrigin = initialNoise is null ? $"seed {seed}"
             : drawsStepNoise ? $"initial noise from {request.Noise}, seed {seed} for the noise of later steps"
             : $"initial noise from {request.Noise}";
-        log.WriteLine($"sampling: {Scheduler.NameOf(request.Sampler)}, {stepCount} steps, {noiseOrigin}");
+        string chunks = plan.ChunkCount > 1 ? $", {plan.Batch} images in {plan.ChunkCount} chunks of up to {plan.ChunkSize}" : "";
+        log.WriteLine($"sampling: {Scheduler.NameOf(request.Sampler)}, {scheduler.StepCount} steps, {noiseOrigin}{chunks}");
 
         var clock = Stopwatch.StartNew();
         var samples = Pipeline.Generate(options, new ProgressDisplay(log, interactive: ReferenceEquals(log, Console.Error) && !Console.IsErrorRedirected), cancellationToken);
@@ -146,7 +160,7 @@ public static class GenerateCommand
             {
                 ["model"] = folder.RootPath,
                 ["scheduler"] = Scheduler.NameOf(request.Sampler),
-                ["steps"] = stepCount.ToString(CultureInfo.InvariantCulture),
+                ["steps"] = scheduler.StepCount.ToString(CultureInfo.InvariantCulture),
                 ["eta"] = request.Eta.ToString(CultureInfo.InvariantCulture),
             };
             if (seedMatters) metadata["seed"] = seed.ToString(CultureInfo.InvariantCulture);

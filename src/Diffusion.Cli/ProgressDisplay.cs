@@ -24,19 +24,18 @@ public sealed class ProgressDisplay(TextWriter output, bool interactive) : IProg
 
     public void Report(GenerationProgress value)
     {
-        bool last = value.Step == value.TotalSteps;
-        double done = Done(value);
+        bool last = value.IsLast;
         if (interactive)
         {
             if (!last && value.Elapsed - _lastDrawn < RedrawInterval) return; // null (never drawn) compares false
             _lastDrawn = value.Elapsed;
-            int filled = (int)(BarWidth * done);
+            int filled = (int)(BarWidth * value.Fraction);
             output.Write($"\r[{new string('#', filled)}{new string('.', BarWidth - filled)}] {Describe(value)}   ");
             if (last) output.WriteLine();
         }
         else
         {
-            int tenth = (int)(10 * done);
+            int tenth = (int)(10 * value.Fraction);
             if (tenth == _lastTenth && !last) return;
             _lastTenth = tenth;
             output.WriteLine(Describe(value));
@@ -44,23 +43,22 @@ public sealed class ProgressDisplay(TextWriter output, bool interactive) : IProg
         output.Flush();
     }
 
-    /// <summary>The share of the run that is done, in [0, 1].</summary>
-    private static double Done(GenerationProgress value) => (double)value.Step / value.TotalSteps;
-
     /// <summary>
-    /// "step 12/50 t=761 4.3 steps/s ETA 0:09", or "… 12.5 s/step …" when a step takes longer than a second: the
-    /// rate is the average so far, which a steady loop makes a fair guess.
+    /// "step 12/50 t=761 4.3 steps/s ETA 0:09"; a batch run in chunks adds the images through this step
+    /// ("step 1/20 images 640/4096 …"), and a step longer than a second reads "12.5 s/step". The rate is the average
+    /// so far, counted in fractions of a step, which a steady loop makes a fair guess.
     /// </summary>
     public static string Describe(GenerationProgress value)
     {
         double seconds = value.Elapsed.TotalSeconds;
-        double stepsDone = Done(value) * value.TotalSteps;
+        double stepsDone = value.Fraction * value.TotalSteps;
         string rate = stepsDone <= 0 || seconds <= 0 ? "? steps/s"
             : stepsDone >= seconds ? string.Create(CultureInfo.InvariantCulture, $"{stepsDone / seconds:0.0} steps/s")
             : string.Create(CultureInfo.InvariantCulture, $"{seconds / stepsDone:0.0} s/step");
         string eta = stepsDone > 0 && seconds > 0 ? Clock(TimeSpan.FromSeconds((value.TotalSteps - stepsDone) * seconds / stepsDone)) : "?";
+        string images = value.ChunkCount > 1 ? $" images {value.ImagesDone}/{value.Batch}" : "";
         return string.Create(CultureInfo.InvariantCulture,
-            $"step {value.Step}/{value.TotalSteps} t={value.Timestep:0.##} {rate} ETA {eta}");
+            $"step {value.Step}/{value.TotalSteps}{images} t={value.Timestep:0.##} {rate} ETA {eta}");
     }
 
     private static string Clock(TimeSpan span) => span.TotalHours >= 1

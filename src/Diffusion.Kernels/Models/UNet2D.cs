@@ -432,8 +432,8 @@ public sealed class UNet2D : IDenoiser, IDisposable
 /// <summary>A batch or resolution whose activations would not fit in the memory the backend has free.</summary>
 public sealed class InsufficientMemoryForBatchException(int batch, int height, int width, long needed, long available, string backend)
     : DiffusionException(
-        $"batch {batch} at {height}×{width} needs about {needed / 1048576.0:F0} MiB of activation memory, " +
-        $"but the {backend} backend has {available / 1048576.0:F0} MiB free; use a smaller --batch")
+        $"batch {batch} at {height}×{width} needs about {needed / 1048576.0:F0} MiB of memory, " +
+        $"but the {backend} backend has {available / 1048576.0:F0} MiB free; a smaller batch or image size fits")
 {
     public long NeededBytes { get; } = needed;
 

@@ -59,8 +59,10 @@ public sealed class EulerAncestralScheduler : Scheduler
         double k = (sigmaDown - sigma) / sigma;
 
         var coefficients = X0Step(x0FromSample, x0FromModel, float.PositiveInfinity, fromX0: -k, fromSample: 1 + k, fromNoise: sigmaUp);
+        // diffusers draws the step's noise unconditionally, the last step's (σ_up = 0) included; a stream whose
+        // values depend on the order of draws (torch's) needs the same count.
         return new SamplerStepPlan(_timesteps[index], (float)(1 / Math.Sqrt(sigma * sigma + 1)), coefficients,
-            NeedsNoise: sigmaUp > 0, UsesPreviousX0: false);
+            NeedsNoise: true, UsesPreviousX0: false);
     }
 
     private static float[] SpacedTimesteps(SchedulerConfig config, int steps, TimestepSpacing spacing)

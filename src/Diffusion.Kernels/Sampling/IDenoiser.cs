@@ -16,4 +16,10 @@ public interface IDenoiser
 
     /// <summary>output (B, C, H, W) = model(sample (B, C, H, W), one timestep per batch item or one for all).</summary>
     void Forward(DeviceTensor sample, ReadOnlySpan<float> timesteps, DeviceTensor output);
+
+    /// <summary>
+    /// An upper bound on the working memory one <see cref="Forward"/> of a (batch, C, height, width) sample
+    /// allocates, in bytes, beyond the sample and output; linear in batch. The pipeline sizes its chunks with it.
+    /// </summary>
+    long ActivationBytes(int batch, int height, int width);
 }

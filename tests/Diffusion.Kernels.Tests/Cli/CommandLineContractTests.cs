@@ -26,8 +26,9 @@ public sealed partial class CommandLineContractTests : IDisposable
         { ["generate", "--steps", "0"], ["--steps", "'0'", "≥ 1"] },
         { ["generate", "--seed", "-1"], ["--seed", "'-1'", "0..18446744073709551615"] },
         { ["generate", "--seed", "18446744073709551616"], ["--seed", "0..18446744073709551615"] },
-        { ["generate", "--batch", "x"], ["--batch", "'x'", "whole number ≥ 1"] },
+        { ["generate", "--batch", "x"], ["--batch", "'x'", "whole number in 1..4096"] },
         { ["generate", "--batch", "-3"], ["--batch", "'-3'"] },
+        { ["generate", "--batch", "4097"], ["--batch", "'4097'", "1..4096"] },
         { ["generate", "--eta", "x"], ["--eta", "'x'", "[0, 1]"] },
         { ["generate", "--eta", "1.5"], ["--eta", "'1.5'", "[0, 1]"] },
         { ["generate", "--eta", "NaN"], ["--eta", "'NaN'"] },
@@ -183,6 +184,22 @@ public sealed partial class CommandLineContractTests : IDisposable
         {
             detailed.Should().StartWith("device: cuda (auto): ").And.Contain("NVRTC");
         }
+    }
+
+    /// <summary>
+    /// A batch larger than one chunk (64 images) runs in chunks, and progress is reported per chunk: with one step,
+    /// the display still moves before the step ends, naming the images done.
+    /// </summary>
+    [Fact]
+    public void Progress_moves_within_a_step_of_a_large_batch()
+    {
+        var run = DiffuseProcess.RunIn(_dir.Path, "generate", "--steps", "1", "--batch", "130", "--seed", "1", "--device", "cpu", "--scale", "1", "--out", "big.png");
+
+        run.ExitCode.Should().Be(0, run.StandardError);
+        var lines = run.StandardError.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        lines.Should().Contain(l => l.StartsWith("sampling: ", StringComparison.Ordinal) && l.EndsWith("130 images in 3 chunks of up to 64", StringComparison.Ordinal));
+        lines.Where(l => l.StartsWith("step 1/1 images ", StringComparison.Ordinal)).Select(l => l.Split(' ')[3])
+            .Should().Equal("64/130", "128/130", "130/130");
     }
 
     /// <summary>When --noise fixes every random value of the run, no seed is printed: it would suggest one mattered.</summary>

@@ -44,9 +44,10 @@ public sealed class GenerateEndToEndTests : IDisposable
     [Fact]
     public void The_same_seed_gives_the_same_images_and_the_noise_file_reproduces_them()
     {
-        // The seeded noise of a 2×1×32×32 run, as NoiseSource draws it; DDIM's initial σ is 1, so x_T is this tensor.
+        // The seeded noise of a 2×1×32×32 run, torch.randn((2, 1, 32, 32), generator=torch.manual_seed(5)) as the
+        // default --rng torch draws it; DDIM's initial σ is 1, so x_T is this tensor.
         string noise = Path.Combine(_folder, "noise.safetensors");
-        SafetensorsWriter.Write(noise, [new("sample", new HostTensor([2, 1, 32, 32], new NoiseSource(5).Initial(2 * 32 * 32)))]);
+        SafetensorsWriter.Write(noise, [new("sample", new HostTensor([2, 1, 32, 32], new TorchCpuGenerator(5).Randn(2 * 32 * 32)))]);
 
         var seeded = Generate("a", "--seed", "5");
         Generate("b", "--seed", "5").Should().Equal(seeded);

@@ -30,7 +30,7 @@ public class MemoryEstimateTests
         var act = () => net.EnsureMemoryFor(100, 4096, 4096);
 
         act.Should().Throw<InsufficientMemoryForBatchException>()
-            .WithMessage("batch 100 at 4096×4096 needs about * MiB of activation memory, but the cpu backend has * MiB free*")
+            .WithMessage("batch 100 at 4096×4096 needs about * MiB of memory, but the cpu backend has * MiB free*")
             .Which.NeededBytes.Should().BeGreaterThan(backend.AvailableMemoryBytes());
     }
 }

@@ -30,11 +30,11 @@ public class PipelineTests
     }
 
     [Fact]
-    public void The_first_image_of_a_batch_is_the_single_image_of_the_same_seed()
+    public void With_splitmix_the_first_image_of_a_batch_is_the_single_image_of_the_same_seed()
     {
         var ct = TestContext.Current.CancellationToken;
-        var single = Pipeline.Generate(Options(Toy()), cancellationToken: ct);
-        var batch = Pipeline.Generate(Options(Toy()) with { Batch = 3 }, cancellationToken: ct);
+        var single = Pipeline.Generate(Options(Toy()) with { Rng = RngKind.SplitMix }, cancellationToken: ct);
+        var batch = Pipeline.Generate(Options(Toy()) with { Rng = RngKind.SplitMix, Batch = 3 }, cancellationToken: ct);
         batch.Data.AsSpan(0, single.Data.Length).ToArray().Should().Equal(single.Data);
     }
 
@@ -42,13 +42,13 @@ public class PipelineTests
     public void Given_initial_noise_replaces_the_seeded_noise_and_is_scaled_by_the_initial_sigma()
     {
         var ct = TestContext.Current.CancellationToken;
-        var seeded = new NoiseSource(99).Initial(2 * 3 * 4 * 5);
+        var seeded = new SplitMixNoise(99).Initial(2 * 3 * 4 * 5);
         var options = Options(Toy()) with { Steps = 5 };
-        var fromTensor = Pipeline.Generate(options with { Seed = 99, InitialNoise = new HostTensor([2, 3, 4, 5], seeded) }, cancellationToken: ct);
-        var fromSeed = Pipeline.Generate(options with { Seed = 99, Batch = 2 }, cancellationToken: ct);
+        var fromTensor = Pipeline.Generate(options with { Seed = 99, Rng = RngKind.SplitMix, InitialNoise = new HostTensor([2, 3, 4, 5], seeded) }, cancellationToken: ct);
+        var fromSeed = Pipeline.Generate(options with { Seed = 99, Rng = RngKind.SplitMix, Batch = 2 }, cancellationToken: ct);
         fromTensor.Shape.Should().Equal(2, 3, 4, 5);
         fromTensor.Data.Should().Equal(fromSeed.Data, "Euler ancestral scales both by the same initial σ");
-        var otherNoise = Pipeline.Generate(options with { Seed = 99, InitialNoise = new HostTensor([2, 3, 4, 5], seeded.Reverse().ToArray()) }, cancellationToken: ct);
+        var otherNoise = Pipeline.Generate(options with { Seed = 99, Rng = RngKind.SplitMix, InitialNoise = new HostTensor([2, 3, 4, 5], seeded.Reverse().ToArray()) }, cancellationToken: ct);
         otherNoise.Data.Should().NotEqual(fromSeed.Data);
     }
 
@@ -104,6 +104,93 @@ public class PipelineTests
         act.Should().Throw<NonFiniteSampleException>().WithMessage("*at step 3 of 10*");
     }
 
+    [Theory]
+    [InlineData(SamplerKind.Ddpm, RngKind.Torch)]
+    [InlineData(SamplerKind.EulerAncestral, RngKind.Torch)]
+    [InlineData(SamplerKind.EulerAncestral, RngKind.SplitMix)]
+    public void Chunks_run_in_lockstep_and_give_the_samples_of_one_chunk(SamplerKind sampler, RngKind rng)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var options = Options(Toy()) with { Sampler = sampler, Rng = rng, Steps = 4, Batch = 5 };
+        var whole = Pipeline.Generate(options, cancellationToken: ct);
+
+        var model = Toy();
+        var reports = new List<GenerationProgress>();
+        var chunked = Pipeline.Generate(options with { Model = model, MaxChunkSize = 2 }, new SynchronousProgress(reports.Add), ct);
+
+        chunked.Data.Should().Equal(whole.Data, "every step draws the whole batch's noise once, before its chunks");
+        model.SeenBatches.Should().Equal(2, 2, 1, 2, 2, 1, 2, 2, 1, 2, 2, 1);
+        reports.Select(r => (r.Step, r.Chunk, r.ImagesDone)).Take(4).Should().Equal((1, 1, 2), (1, 2, 4), (1, 3, 5), (2, 1, 2));
+        reports.Should().OnlyContain(r => r.ChunkCount == 3 && r.Batch == 5);
+        reports.Select(r => r.Fraction).Should().BeInAscendingOrder().And.EndWith(1.0);
+        reports.Count(r => r.IsLast).Should().Be(1);
+        reports[^1].IsLast.Should().BeTrue();
+    }
+
+    [Fact]
+    public void Torch_noise_draws_the_whole_batch_at_once_so_image_b_is_the_bth_slice()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        // DPM-Solver++ draws nothing after x_T, so the output is a function of x_T alone: randn(2·60) sliced.
+        var options = Options(Toy()) with { Sampler = SamplerKind.DpmSolverPlusPlus2M, Steps = 3, Batch = 2 };
+        var batch = Pipeline.Generate(options, cancellationToken: ct);
+        var xT = new TorchCpuGenerator(1234).Randn(2 * 60);
+        var second = Pipeline.Generate(options with { Batch = 1, InitialNoise = new HostTensor([1, 3, 4, 5], xT[60..]) }, cancellationToken: ct);
+        batch.Data[60..].Should().Equal(second.Data);
+    }
+
+    [Theory]
+    [InlineData(0, null, 0.0, "batch must lie in 1..4096, got 0")]
+    [InlineData(4097, null, 0.0, "batch must lie in 1..4096, got 4097")]
+    [InlineData(1, 0, 0.0, "steps must lie in 1..1000*got 0")]
+    [InlineData(1, null, 1.5, "eta must lie in [0, 1], got 1.5")]
+    [InlineData(1, null, double.NaN, "eta must lie in [0, 1], got NaN")]
+    public void Validate_refuses_bad_settings_without_a_model(int batch, int? steps, double eta, string message)
+    {
+        var act = () => Pipeline.Validate(new SamplingSettings { Batch = batch, Steps = steps, Eta = eta });
+        act.Should().Throw<SamplingOptionsException>().WithMessage(message);
+    }
+
+    [Fact]
+    public void Validate_returns_the_scheduler_the_run_will_use()
+    {
+        var scheduler = Pipeline.Validate(new SamplingSettings { Sampler = SamplerKind.DpmSolverPlusPlus2M, Steps = 7 });
+        scheduler.Should().BeOfType<DpmSolverMultistepScheduler>().Which.StepCount.Should().Be(7);
+    }
+
+    [Fact]
+    public void Chunks_are_sized_to_free_memory_and_a_batch_that_cannot_fit_is_refused()
+    {
+        using var backend = new CpuBackend();
+        long available = ((Backends.IBackend)backend).AvailableMemoryBytes;
+        var hungry = new HungryDenoiser(backend, perImageBytes: (long)(available / 3.5));
+        var plan = Pipeline.PlanBatch(hungry, 10, 4, 4);
+        plan.ChunkSize.Should().Be(3);
+        plan.ChunkCount.Should().Be(4);
+        Pipeline.PlanBatch(hungry, 10, 4, 4, maxChunkSize: 2).ChunkSize.Should().Be(2);
+        Pipeline.PlanBatch(Toy(), 300, 4, 5).ChunkSize.Should().Be(Pipeline.DefaultMaxChunkSize);
+
+        var act = () => Pipeline.PlanBatch(new HungryDenoiser(backend, perImageBytes: 2 * available), 1, 4, 4);
+        act.Should().Throw<global::Diffusion.Kernels.Models.InsufficientMemoryForBatchException>()
+            .WithMessage("batch 1 at 4×4 needs about * MiB of memory, but the cpu backend has * MiB free*")
+            .Which.Message.Should().NotContain("--");
+    }
+
+    /// <summary>A toy model that claims a large working set per image.</summary>
+    private sealed class HungryDenoiser(Backends.IBackend backend, long perImageBytes) : IDenoiser
+    {
+        private readonly ToyDenoiser _toy = new(backend, 1, 4, 4);
+
+        public Backends.IBackend Backend => backend;
+
+        public (int Channels, int Height, int Width) SampleShape => _toy.SampleShape;
+
+        public void Forward(Backends.DeviceTensor sample, ReadOnlySpan<float> timesteps, Backends.DeviceTensor output) =>
+            _toy.Forward(sample, timesteps, output);
+
+        public long ActivationBytes(int batch, int height, int width) => perImageBytes * batch;
+    }
+
     /// <summary>Progress&lt;T&gt; posts to the thread pool; tests need the report before the next step.</summary>
     private sealed class SynchronousProgress(Action<GenerationProgress> report) : IProgress<GenerationProgress>
     {
@@ -118,6 +205,8 @@ public class PipelineTests
         public Backends.IBackend Backend { get; } = backend;
 
         public (int Channels, int Height, int Width) SampleShape => (1, 2, 2);
+
+        public long ActivationBytes(int batch, int height, int width) => 16L * batch;
 
         public void Forward(Backends.DeviceTensor sample, ReadOnlySpan<float> timesteps, Backends.DeviceTensor output)
         {

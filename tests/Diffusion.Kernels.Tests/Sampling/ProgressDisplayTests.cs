@@ -39,4 +39,18 @@ public class ProgressDisplayTests
         text.Split('\r', StringSplitOptions.RemoveEmptyEntries).Should().HaveCount(4);
         text.Should().Contain("[##############################] step 4/4").And.EndWith(Environment.NewLine);
     }
+
+    [Fact]
+    public void A_chunked_step_moves_the_bar_and_names_the_images_done()
+    {
+        var output = new StringWriter();
+        var display = new ProgressDisplay(output, interactive: true);
+        for (int chunk = 1; chunk <= 4; chunk++)
+            display.Report(new GenerationProgress(1, 2, 999, TimeSpan.FromSeconds(10 * chunk), chunk, 4, Math.Min(64 * chunk, 200), 200));
+        var frames = output.ToString().Split('\r', StringSplitOptions.RemoveEmptyEntries);
+
+        frames.Should().HaveCount(4);
+        frames[0].Should().StartWith("[###...").And.Contain("step 1/2 images 64/200 t=999 40.0 s/step ETA 1:10");
+        frames[3].Should().StartWith("[###############...............] step 1/2 images 200/200");
+    }
 }

@@ -94,7 +94,7 @@ public class SchedulerConfigTests
     {
         using var backend = new CpuBackend();
         var scheduler = Scheduler.Create(SamplerKind.Ddim, SchedulerConfig.Parse(json, "scheduler_config.json"), 5);
-        return Pipeline.Sample(new ToyDenoiser(backend, 1, 4, 4), scheduler, new NoiseSource(3), [2, 1, 4, 4],
+        return Pipeline.Sample(new ToyDenoiser(backend, 1, 4, 4), scheduler, new SplitMixNoise(3), [2, 1, 4, 4],
             cancellationToken: TestContext.Current.CancellationToken).Data;
     }
 

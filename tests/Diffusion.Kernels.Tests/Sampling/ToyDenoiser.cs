@@ -15,6 +15,12 @@ internal sealed class ToyDenoiser(IBackend backend, int channels, int height, in
 
     public List<float> SeenTimesteps { get; } = [];
 
+    /// <summary>The batch sizes of the forwards, in call order.</summary>
+    public List<int> SeenBatches { get; } = [];
+
+    /// <summary>Its host copies of the sample and the output.</summary>
+    public long ActivationBytes(int batch, int height, int width) => 2L * sizeof(float) * batch * SampleShape.Channels * height * width;
+
     public static float Evaluate(float x32, float t32)
     {
         double x = x32, t = t32, s = t / 1000.0;
@@ -25,6 +31,7 @@ internal sealed class ToyDenoiser(IBackend backend, int channels, int height, in
     {
         float t = timesteps[0];
         SeenTimesteps.Add(t);
+        SeenBatches.Add(sample.N);
         var x = new float[sample.Length];
         Backend.Download(sample, x);
         var m = x.Select(v => Evaluate(v, t)).ToArray();
