@@ -115,49 +115,45 @@ public sealed partial class CommandLineContractTests : IDisposable
             .And.NotContain("Ddim").And.NotContain("DpmSolverPlusPlus2M").And.NotContain("EulerAncestral").And.NotContain("[default: ");
     }
 
-    /// <summary>Each "Examples:" line of <c>diffuse generate --help</c>, run exactly as written, succeeds and writes what it names.</summary>
+    /// <summary>
+    /// Each "Examples:" line of <c>diffuse generate --help</c>, run exactly as written, succeeds and writes what it
+    /// names. README's first command is one of them, and each runs where an earlier run left generated.png: the
+    /// command without --out keeps that image and writes generated-2.png, so README's command works when run
+    /// again; both names are ignored by git, so no run leaves an untracked file in a checkout.
+    /// </summary>
     [Fact]
-    public void The_help_examples_work_as_shown()
+    public void The_readme_first_command_and_the_help_examples_work_as_shown()
     {
+        var readme = Regex.Match(File.ReadAllText(Path.Combine(RepositoryPaths.Root, "README.md")),
+            @"```sh\ndotnet run -c Release --project src/Diffusion.Cli -- (generate[^\n]*)\n```");
+        readme.Success.Should().BeTrue("README.md opens with a generate command");
         var help = DiffuseProcess.Run("generate", "--help").StandardOutput;
         var examples = help.Split('\n').SkipWhile(l => l.Trim() != "Examples:").Skip(1)
             .TakeWhile(l => l.Trim().Length > 0).Select(l => l.Trim()).ToArray();
-        examples.Should().Equal(GenerateCommand.Examples);
+        examples.Should().Equal(GenerateCommand.Examples).And.Contain("diffuse " + readme.Groups[1].Value);
 
         foreach (string example in examples)
         {
             string[] words = example.Split(' ', StringSplitOptions.RemoveEmptyEntries);
             words[0].Should().Be("diffuse");
             string folder = Directory.CreateDirectory(Path.Combine(_dir.Path, $"example-{Array.IndexOf(examples, example)}")).FullName;
+            string earlier = Path.Combine(folder, "generated.png");
+            File.WriteAllText(earlier, "an earlier run's image");
 
             var run = DiffuseProcess.RunIn(folder, words[1..]);
 
             run.ExitCode.Should().Be(0, example + "\n" + run.StandardError);
-            var named = words.Where(w => w.EndsWith(".png", StringComparison.Ordinal) || w.EndsWith(".safetensors", StringComparison.Ordinal))
-                .DefaultIfEmpty("generated.png");
-            Directory.GetFiles(folder).Select(Path.GetFileName).Should().BeEquivalentTo(named, example);
+            var named = words.Where(w => w.EndsWith(".png", StringComparison.Ordinal) || w.EndsWith(".safetensors", StringComparison.Ordinal)).ToList();
+            if (!words.Contains("--out"))
+            {
+                named.Add("generated-2.png");
+                run.StandardError.Should().Contain("wrote generated-2.png");
+            }
+            Directory.GetFiles(folder).Select(Path.GetFileName).Should().BeEquivalentTo([.. named, "generated.png"], example);
+            File.ReadAllText(earlier).Should().Be("an earlier run's image");
+            foreach (string png in named.Where(n => n.EndsWith(".png", StringComparison.Ordinal)))
+                File.ReadAllBytes(Path.Combine(folder, png)).Take(4).Should().Equal(0x89, (byte)'P', (byte)'N', (byte)'G');
         }
-    }
-
-    /// <summary>
-    /// README's first command, run where an earlier run left its image: it succeeds, keeps the earlier image and says
-    /// where the new one went; both names are ignored by git, so no run leaves an untracked file in a checkout.
-    /// </summary>
-    [Fact]
-    public void The_readme_first_command_works_when_run_again()
-    {
-        var command = Regex.Match(File.ReadAllText(Path.Combine(RepositoryPaths.Root, "README.md")),
-            @"```sh\n(dotnet run -c Release --project src/Diffusion.Cli -- (generate[^\n]*))\n```");
-        command.Success.Should().BeTrue("README.md opens with a generate command");
-        string[] args = command.Groups[2].Value.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        File.WriteAllText(Path.Combine(_dir.Path, "generated.png"), "the first run's image");
-
-        var again = DiffuseProcess.RunIn(_dir.Path, args);
-
-        again.ExitCode.Should().Be(0, again.StandardError);
-        again.StandardError.Should().Contain("wrote generated-2.png");
-        File.ReadAllText(Path.Combine(_dir.Path, "generated.png")).Should().Be("the first run's image");
-        File.ReadAllBytes(Path.Combine(_dir.Path, "generated-2.png")).Take(4).Should().Equal(0x89, (byte)'P', (byte)'N', (byte)'G');
         var ignored = File.ReadAllLines(Path.Combine(RepositoryPaths.Root, ".gitignore"));
         ignored.Should().Contain("/generated.png").And.Contain("/generated-*.png");
     }
