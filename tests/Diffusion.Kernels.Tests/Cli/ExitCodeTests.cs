@@ -35,6 +35,7 @@ public sealed class ExitCodeTests : IDisposable
         { new ModelConfigException("m/config.json", "norm_num_groups", "must divide 30"), 3 },
         { new SafetensorsFormatException("x.safetensors", "truncated"), 4 },
         { new OutputExistsException("out.png"), 5 },
+        { new OutputUnwritableException("out.png", "cannot be written: No space left on device"), 9 },
         { new InsufficientMemoryForBatchException(64, 512, 512, 1L << 40, 1L << 30, "cpu"), 6 },
         { new CudaException("cuMemAlloc_v2", 2, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory", null), 6 },
         { new NonFiniteSampleException("NaN at step 3"), 7 },

@@ -10,7 +10,7 @@ namespace Diffusion.Kernels.Tests.Sampling;
 public sealed class GenerateCommandTests : IDisposable
 {
     // Values of Diffusion.Cli.ExitCodes (internal to the CLI).
-    private const int Usage = 2, BadModel = 3, BadInput = 4, OutputExists = 5;
+    private const int Usage = 2, BadModel = 3, BadInput = 4, OutputExists = 5, OutputUnwritable = 9;
 
     private readonly string _folder = Directory.CreateTempSubdirectory("diffuse-generate-").FullName;
 
@@ -47,11 +47,11 @@ public sealed class GenerateCommandTests : IDisposable
     }
 
     [Fact]
-    public void A_missing_output_folder_is_a_usage_error()
+    public void A_missing_output_folder_is_an_unwritable_output()
     {
         var request = Request() with { Out = Path.Combine(_folder, "missing", "out.png") };
         var (code, log) = Run(request);
-        code.Should().Be(Usage);
+        code.Should().Be(OutputUnwritable);
         log.Should().Contain("does not exist");
     }
 
