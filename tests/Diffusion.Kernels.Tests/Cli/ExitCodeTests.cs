@@ -56,6 +56,22 @@ public sealed class ExitCodeTests : IDisposable
         log.ToString().Should().StartWith("diffuse: ");
     }
 
+    /// <summary>A long list of checkpoint problems is capped in the message; --verbose prints every one.</summary>
+    [Fact]
+    public void Verbose_lists_every_checkpoint_problem_the_message_leaves_out()
+    {
+        var problems = Enumerable.Range(0, 25).Select(i => $"unexpected: stray.{i} [1]").ToList();
+        var error = new CheckpointMismatchException("w.safetensors", problems, [], [.. problems], []);
+        var quiet = new StringWriter();
+        var verbose = new StringWriter();
+
+        CliErrors.Report(error, verbose: false, quiet).Should().Be(3);
+        CliErrors.Report(error, verbose: true, verbose).Should().Be(3);
+
+        quiet.ToString().Should().Contain("stray.9 [1]").And.NotContain("stray.10 [1]").And.Contain("… and 15 more (--verbose lists them all)");
+        verbose.ToString().Should().Contain("stray.24 [1]");
+    }
+
     [Theory]
     [InlineData("generate", "--device", "tpu")]
     [InlineData("generate", "--steps", "many")]
