@@ -133,6 +133,31 @@ public sealed class FaultInjectionTests : IDisposable
         NothingWritten();
     }
 
+    /// <summary>
+    /// The input is cut to 4 KiB while diffuse reads its 100 MB: the process is stopped (SIGSTOP) the moment
+    /// /proc shows the file open, truncated, then continued. Through a memory map this was SIGBUS, exit 134.
+    /// </summary>
+    [Fact]
+    public void An_input_that_shrinks_while_it_is_read_is_a_bad_input_not_a_crash()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "watches /proc for the moment the file is opened");
+        string input = _inputs.File("shrinking.safetensors");
+        SafetensorsWriter.Write(input, [new("sample", new HostTensor([25, 1, 1000, 1000]))]);
+        var process = DiffuseProcess.Start(Unet(Model("m"), input, Output("y.safetensors")));
+
+        string pid = process.Id.ToString(CultureInfo.InvariantCulture);
+        bool opened = WaitUntilOpen(process, input);
+        if (opened) Run("kill", "-STOP", pid);
+        using (var file = new FileStream(input, FileMode.Open, FileAccess.Write, FileShare.ReadWrite)) file.SetLength(4096);
+        if (opened) Run("kill", "-CONT", pid);
+        var run = DiffuseProcess.Finish(process, HangLimit);
+
+        opened.Should().BeTrue("diffuse opens its --input");
+        run.ExitCode.Should().Be(4, run.StandardError);
+        OneLine(run.StandardError).Should().Contain(input).And.Contain("shrank to 4096 bytes while being read");
+        NothingWritten();
+    }
+
     [Fact]
     public void An_empty_batch_for_unet_is_a_bad_input()
     {
@@ -430,6 +455,28 @@ public sealed class FaultInjectionTests : IDisposable
         "unet --out" => Unet(Model("m"), SampleInput(), path),
         _ => ["bench", "--ops", "sampler", "--batch", "1", "--iterations", "1", "--warmup", "0", "--device", "cpu", "--json", path],
     };
+
+    /// <summary>Polls the process's open descriptors until one is <paramref name="path"/>; false if it exits first.</summary>
+    private static bool WaitUntilOpen(Process process, string path)
+    {
+        string descriptors = $"/proc/{process.Id.ToString(CultureInfo.InvariantCulture)}/fd";
+        var clock = Stopwatch.StartNew();
+        while (!process.HasExited && clock.Elapsed < HangLimit)
+        {
+            try
+            {
+                foreach (string fd in Directory.EnumerateFileSystemEntries(descriptors))
+                {
+                    if (new FileInfo(fd).LinkTarget == path) return true;
+                }
+            }
+            catch (IOException)
+            {
+                // A descriptor closed while we looked at it.
+            }
+        }
+        return false;
+    }
 
     /// <summary>Nothing at all in the outputs folder: no output, no temporary file.</summary>
     private void NothingWritten() => Directory.GetFileSystemEntries(_outputs.Path).Should().BeEmpty();
