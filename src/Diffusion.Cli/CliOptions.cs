@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
 using Diffusion.Kernels.Backends;
+using Diffusion.Kernels.IO;
 
 namespace Diffusion.Cli;
 
@@ -83,26 +84,26 @@ internal static class CliOptions
     };
 
     /// <summary>
-    /// A file the command will write in the format <paramref name="extension"/> names. The name must say that format
-    /// (a .jpg holding PNG bytes would mislead every program that opens it) and must not be a folder; whether it
-    /// exists or its folder does is checked with the other output checks before work starts.
+    /// A file the command writes, shown in help as FILE<paramref name="extension"/>. Where
+    /// <paramref name="extensionRequired"/>, the name must say that format: a .jpg holding PNG bytes would mislead
+    /// every program that opens it. What is in its place (a folder, a device) and its folder are OutputFiles'
+    /// checks, also made before any work, with the output exit code.
     /// </summary>
-    public static Option<string?> OutputFile(string name, string extension, string description) => new(name)
+    public static Option<string?> OutputFile(string name, string extension, string description, bool extensionRequired = false) => new(name)
     {
         Description = description,
         HelpName = "FILE" + extension,
         CustomParser = result =>
         {
             string path = Token(result);
-            if (path.Trim().Length == 0) return Refuse<string?>(result, $"the file name is empty; name a {extension} file");
-            if (Directory.Exists(path)) return Refuse<string?>(result, $"'{path}' is a folder; name a {extension} file in it");
-            if (!path.EndsWith(extension, StringComparison.OrdinalIgnoreCase))
+            if (path.Trim().Length == 0) return Refuse<string?>(result, "the path is empty; give a file name");
+            // A folder or device node in the way is the more telling problem; OutputFiles names it (exit 9).
+            if (extensionRequired && !path.EndsWith(extension, StringComparison.OrdinalIgnoreCase)
+                && PosixFile.KindOf(path, followLinks: true) is FileKind.Missing or FileKind.Regular)
                 return Refuse<string?>(result, $"'{path}' does not end in {extension}, the only format it is written in");
             return path;
         },
     };
-
-    public delegate bool PartParser<T>(string part, out T value);
 
     /// <summary>A file or folder the command reads; whether it exists and holds the right thing is the reader's check.</summary>
     public static Option<string?> InputPath(string name, string helpName, string description) => new(name)
@@ -119,6 +120,8 @@ internal static class CliOptions
         HelpName = helpName,
         CustomParser = result => Token(result).Trim().Length > 0 ? Token(result) : Refuse<string>(result, $"the name is empty; name a {helpName}"),
     };
+
+    public delegate bool PartParser<T>(string part, out T value);
 
     /// <summary>A comma-separated list, each part parsed by <paramref name="parse"/>.</summary>
     public static Option<T[]?> List<T>(string name, string helpName, string description, string accepted, PartParser<T> parse, string? defaults = null) => new(name)

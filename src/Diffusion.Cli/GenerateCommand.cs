@@ -48,7 +48,7 @@ public static class GenerateCommand
         var device = CliOptions.Device();
         var noise = CliOptions.InputPath("--noise", "FILE.safetensors", "initial unit-variance noise (B, C, H, W): tensor 'sample' or the file's only tensor");
         var saveTensor = CliOptions.OutputFile("--save-tensor", ".safetensors", "also write the final samples (B, C, H, W), float32, as tensor 'sample' of this file");
-        var output = CliOptions.OutputFile("--out", ".png", $"PNG to write (default: {DefaultOutput}, or generated-2.png, generated-3.png, ... when it exists)");
+        var output = CliOptions.OutputFile("--out", ".png", $"PNG to write (default: {DefaultOutput}, or generated-2.png, generated-3.png, ... when it exists)", extensionRequired: true);
         var scale = CliOptions.WholeNumber("--scale", "N", "enlarge each image N× (nearest neighbour) in the PNG (default: at least 128 pixels wide; 1 keeps the model's size)", 1, ImageGrid.MaxScale);
         var force = CliOptions.Force();
         var verbose = CliOptions.Verbose();

@@ -45,8 +45,13 @@ internal static class OutputFiles
         if (kind != FileKind.Missing && !force) throw new OutputExistsException(path);
 
         string folder = Path.GetDirectoryName(full)!;
-        if (PosixFile.KindOf(folder, followLinks: true) != FileKind.Directory)
-            throw new OutputUnwritableException(path, $"the folder {folder} does not exist");
+        var folderKind = PosixFile.KindOf(folder, followLinks: true);
+        if (folderKind != FileKind.Directory)
+        {
+            throw new OutputUnwritableException(path, folderKind == FileKind.Missing
+                ? $"the folder {folder} does not exist"
+                : $"{folder} is {InputFile.Describe(folderKind)}, not a folder");
+        }
         foreach (string stale in AtomicFile.RemoveStaleTemporaries(full))
             log.WriteLine($"note: removed {stale}, left by an earlier run that was killed while writing {path}");
         Guard(path, () => AtomicFile.Create(full).Dispose());

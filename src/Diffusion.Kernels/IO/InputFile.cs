@@ -1,3 +1,5 @@
+using System.Globalization;
+
 namespace Diffusion.Kernels.IO;
 
 /// <summary>
@@ -58,7 +60,7 @@ public static class InputFile
                 int got = stream.Read(chunk);
                 if (got == 0) return content.ToArray();
                 if (content.Length + got > maxBytes)
-                    throw new UnusableFileException(path, $"holds more than {maxBytes:N0} bytes; {limitReason}");
+                    throw new UnusableFileException(path, string.Create(CultureInfo.InvariantCulture, $"holds more than {maxBytes:N0} bytes; {limitReason}"));
                 content.Write(chunk, 0, got);
             }
         }

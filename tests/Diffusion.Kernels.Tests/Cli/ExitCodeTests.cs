@@ -35,6 +35,7 @@ public sealed class ExitCodeTests : IDisposable
         { new ModelConfigException("m/config.json", "norm_num_groups", "must divide 30"), 3 },
         { new SafetensorsFormatException("x.safetensors", "truncated"), 4 },
         { new OutputExistsException("out.png"), 5 },
+        { new OutputUnwritableException("out.png", "cannot be written: No space left on device"), 9 },
         { new InsufficientMemoryForBatchException(64, 512, 512, 1L << 40, 1L << 30, "cpu"), 6 },
         { new CudaException("cuMemAlloc_v2", 2, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory", null), 6 },
         { new NonFiniteSampleException("NaN at step 3"), 7 },
@@ -53,6 +54,22 @@ public sealed class ExitCodeTests : IDisposable
         CliErrors.Report(failure, verbose: false, log).Should().Be(code);
 
         log.ToString().Should().StartWith("diffuse: ");
+    }
+
+    /// <summary>A long list of checkpoint problems is capped in the message; --verbose prints every one.</summary>
+    [Fact]
+    public void Verbose_lists_every_checkpoint_problem_the_message_leaves_out()
+    {
+        var problems = Enumerable.Range(0, 25).Select(i => $"unexpected: stray.{i} [1]").ToList();
+        var error = new CheckpointMismatchException("w.safetensors", problems, [], [.. problems], []);
+        var quiet = new StringWriter();
+        var verbose = new StringWriter();
+
+        CliErrors.Report(error, verbose: false, quiet).Should().Be(3);
+        CliErrors.Report(error, verbose: true, verbose).Should().Be(3);
+
+        quiet.ToString().Should().Contain("stray.9 [1]").And.NotContain("stray.10 [1]").And.Contain("… and 15 more (--verbose lists them all)");
+        verbose.ToString().Should().Contain("stray.24 [1]");
     }
 
     [Theory]

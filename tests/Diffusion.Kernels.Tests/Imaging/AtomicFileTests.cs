@@ -1,4 +1,5 @@
 using Diffusion.Kernels.Imaging;
+using Diffusion.Kernels.IO;
 using FluentAssertions;
 
 namespace Diffusion.Kernels.Tests.Imaging;
@@ -50,5 +51,65 @@ public sealed class AtomicFileTests : IDisposable
         Path.GetDirectoryName(seen).Should().Be(_folder);
         File.Exists(seen).Should().BeFalse();
         File.ReadAllText(path).Should().Be("new");
+    }
+
+    /// <summary>A legal 250-byte name must not fail because ".NAME.GUID.tmp" is longer than the 255-byte limit.</summary>
+    [Theory]
+    [InlineData(250, 'a')]
+    [InlineData(120, 'é')] // two UTF-8 bytes each: the stem is cut at a character boundary
+    public void The_temporary_name_fits_the_file_name_limit(int length, char letter)
+    {
+        string path = Path.Combine(_folder, new string(letter, length));
+
+        string temporary = Path.GetFileName(AtomicFile.TemporaryPathFor(path));
+        AtomicFile.WriteAllBytes(path, "content"u8, overwrite: false);
+
+        System.Text.Encoding.UTF8.GetByteCount(temporary).Should().BeLessThanOrEqualTo(AtomicFile.MaxNameBytes);
+        temporary.Should().StartWith("." + new string(letter, 10)).And.EndWith(".tmp");
+        Directory.GetFiles(_folder).Should().Equal(path);
+    }
+
+    [Fact]
+    public void A_fifo_in_the_destinations_place_is_never_replaced()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "file kinds are told apart on Linux");
+        string fifo = Path.Combine(_folder, "out.png");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", [fifo])) mkfifo.WaitForExit();
+
+        var act = () => AtomicFile.WriteAllBytes(fifo, "png"u8, overwrite: true);
+
+        act.Should().Throw<UnusableFileException>().Where(e => e.Problem.StartsWith("is a FIFO (named pipe); only a regular file", StringComparison.Ordinal));
+        PosixFile.KindOf(fifo, followLinks: false).Should().Be(FileKind.Fifo);
+        Directory.GetFiles(_folder).Should().Equal(fifo);
+    }
+
+    [Fact]
+    public void A_device_node_in_the_destinations_place_is_never_replaced()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux() && Environment.UserName == "root", "mknod needs root");
+        string node = Path.Combine(_folder, "null");
+        using (var mknod = System.Diagnostics.Process.Start("mknod", [node, "c", "1", "3"])) mknod.WaitForExit();
+
+        var act = () => AtomicFile.WriteAllBytes(node, "png"u8, overwrite: true);
+
+        act.Should().Throw<UnusableFileException>().Where(e => e.Problem.StartsWith("is a character device", StringComparison.Ordinal));
+        PosixFile.KindOf(node, followLinks: false).Should().Be(FileKind.CharacterDevice);
+    }
+
+    [Fact]
+    public void Stale_temporaries_are_removed_and_one_being_written_is_kept()
+    {
+        string path = Path.Combine(_folder, "out.png");
+        string stale = Path.Combine(_folder, $".out.png.{Guid.NewGuid():N}.tmp");
+        File.WriteAllText(stale, "half a png from a killed run");
+        string unrelated = Path.Combine(_folder, ".out.png.notours.tmp");
+        File.WriteAllText(unrelated, "someone else's");
+        using var live = AtomicFile.Create(path);
+
+        var removed = AtomicFile.RemoveStaleTemporaries(path);
+
+        removed.Should().Equal(stale);
+        File.Exists(live.TemporaryPath).Should().BeTrue("a write in progress holds its lock");
+        File.Exists(unrelated).Should().BeTrue("only our own naming pattern is touched");
     }
 }

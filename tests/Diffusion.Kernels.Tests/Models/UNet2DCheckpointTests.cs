@@ -104,6 +104,27 @@ public class UNet2DCheckpointTests
             .And.Contain("both provide mid_block.attentions.0.to_q.weight");
     }
 
+    /// <summary>A header of 200,000 stray tensors once made a 5 MB message; the first few problems and a count are enough.</summary>
+    [Fact]
+    public void A_header_of_many_stray_tensors_makes_a_short_message_that_counts_the_rest()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("many.safetensors");
+        const int stray = 200_000;
+        var header = new System.Text.StringBuilder("{");
+        for (int i = 0; i < stray; i++) header.Append(i == 0 ? "" : ",").Append($"\"stray.{i}\":{{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}");
+        File.WriteAllBytes(path, SafetensorsBytes.Build(header.Append('}').ToString()));
+
+        var act = () => UNet2DCheckpoint.Load(path, Tiny, TestContext.Current.CancellationToken);
+
+        var error = act.Should().Throw<CheckpointMismatchException>().Which;
+        int total = UNet2DLayout.ExpectedTensors(Tiny).Count + stray;
+        error.Problems.Should().HaveCount(total);
+        error.Message.Length.Should().BeLessThan(4_000);
+        error.Message.Should().Contain($"({total} problems)").And.Contain($"… and {total - CheckpointMismatchException.ShownProblems} more (--verbose lists them all)");
+        error.Message.Split('\n').Should().HaveCount(CheckpointMismatchException.ShownProblems + 2);
+    }
+
     [Fact]
     public void Integer_weights_are_refused()
     {

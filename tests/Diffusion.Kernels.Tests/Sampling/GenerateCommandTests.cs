@@ -10,7 +10,7 @@ namespace Diffusion.Kernels.Tests.Sampling;
 public sealed class GenerateCommandTests : IDisposable
 {
     // Values of Diffusion.Cli.ExitCodes (internal to the CLI).
-    private const int Usage = 2, BadModel = 3, BadInput = 4, OutputExists = 5;
+    private const int Usage = 2, BadModel = 3, BadInput = 4, OutputExists = 5, OutputUnwritable = 9;
 
     private readonly string _folder = Directory.CreateTempSubdirectory("diffuse-generate-").FullName;
 
@@ -51,7 +51,7 @@ public sealed class GenerateCommandTests : IDisposable
     {
         var request = Request() with { Out = Path.Combine(_folder, "missing", "out.png") };
         var (code, log) = Run(request);
-        code.Should().Be(9, "README: the output cannot be written");
+        code.Should().Be(OutputUnwritable);
         log.Should().Contain("does not exist");
     }
 

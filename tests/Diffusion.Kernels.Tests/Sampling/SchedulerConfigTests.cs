@@ -125,6 +125,43 @@ public class SchedulerConfigTests
         error.Message.Should().StartWith(field is null ? "model/scheduler/scheduler_config.json: " : $"model/scheduler/scheduler_config.json: '{field}': ");
     }
 
+    /// <summary>10^12 is an integer, just far too large: the message says so rather than "expected an integer".</summary>
+    [Theory]
+    [InlineData("1000000000000", "1000000000000 is outside 2..100000")]
+    [InlineData("1e30", "1e30 is outside 2..100000")]
+    [InlineData("1", "1 is outside 2..100000")]
+    [InlineData("10.5", "expected an integer, got 10.5")]
+    [InlineData("\"1000\"", "expected an integer, got \"1000\"")]
+    public void Num_train_timesteps_out_of_range_is_told_as_out_of_range(string value, string problem)
+    {
+        var act = () => SchedulerConfig.Parse($"{{\"num_train_timesteps\": {value}}}", "s.json");
+
+        act.Should().Throw<SchedulerConfigException>().Where(e => e.Field == "num_train_timesteps" && e.Problem == problem);
+    }
+
+    [Fact]
+    public void A_scheduler_config_over_the_config_limit_is_refused()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"huge-scheduler-{Guid.NewGuid():N}.json");
+        try
+        {
+            using (var file = File.Create(path))
+            {
+                file.Write("{\"pad\": \""u8);
+                var pad = new byte[ConfigFiles.MaxConfigBytes];
+                Array.Fill(pad, (byte)'x');
+                file.Write(pad);
+                file.Write("\"}"u8);
+            }
+            var act = () => SchedulerConfig.Load(path);
+            act.Should().Throw<ModelConfigException>().Where(e => e.Problem.StartsWith("holds more than 16,777,216 bytes", StringComparison.Ordinal));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     [Fact]
     public void Load_reports_a_missing_file_as_a_bad_model()
     {
