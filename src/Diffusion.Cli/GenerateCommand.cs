@@ -149,7 +149,9 @@ public static class GenerateCommand
         log.WriteLine($"sampling: {Scheduler.NameOf(request.Sampler)}, {scheduler.StepCount} steps, {noiseOrigin}{chunks}");
 
         var clock = Stopwatch.StartNew();
-        var samples = Pipeline.Generate(options, new ProgressDisplay(log, interactive: ReferenceEquals(log, Console.Error) && !Console.IsErrorRedirected), cancellationToken);
+        bool terminal = ReferenceEquals(log, Console.Error) && !Console.IsErrorRedirected;
+        var progress = new ProgressDisplay(log, terminal, terminal ? ProgressDisplay.ConsoleWidth() : int.MaxValue);
+        var samples = Pipeline.Generate(options, progress, cancellationToken);
         cancellationToken.ThrowIfCancellationRequested();
 
         // The PNG and the tensor are committed together or not at all.

@@ -14,7 +14,7 @@ namespace Diffusion.Cli;
 /// stderr (where it degrades to nothing) and for a console that fails mid-run, all to draw one line this class
 /// draws in a few.
 /// </remarks>
-public sealed class ProgressDisplay(TextWriter output, bool interactive) : IProgress<GenerationProgress>
+public sealed class ProgressDisplay(TextWriter output, bool interactive, int terminalWidth = int.MaxValue) : IProgress<GenerationProgress>
 {
     private const int BarWidth = 30;
     private static readonly TimeSpan RedrawInterval = TimeSpan.FromMilliseconds(100);
@@ -30,7 +30,10 @@ public sealed class ProgressDisplay(TextWriter output, bool interactive) : IProg
             if (!last && value.Elapsed - _lastDrawn < RedrawInterval) return; // null (never drawn) compares false
             _lastDrawn = value.Elapsed;
             int filled = (int)(BarWidth * value.Fraction);
-            output.Write($"\r[{new string('#', filled)}{new string('.', BarWidth - filled)}] {Describe(value)}   ");
+            string line = $"[{new string('#', filled)}{new string('.', BarWidth - filled)}] {Describe(value)}   ";
+            // A line wider than the terminal wraps, and \r then redraws only its last row: one bar becomes many.
+            if (line.Length >= terminalWidth) line = line[..Math.Max(1, terminalWidth - 1)];
+            output.Write("\r" + line);
             if (last) output.WriteLine();
         }
         else
@@ -41,6 +44,19 @@ public sealed class ProgressDisplay(TextWriter output, bool interactive) : IProg
             output.WriteLine(Describe(value));
         }
         output.Flush();
+    }
+
+    /// <summary>The terminal's width, or no limit when the console cannot say (not a terminal, or no size reported).</summary>
+    public static int ConsoleWidth()
+    {
+        try
+        {
+            return Console.WindowWidth > 0 ? Console.WindowWidth : int.MaxValue;
+        }
+        catch (IOException)
+        {
+            return int.MaxValue;
+        }
     }
 
     /// <summary>

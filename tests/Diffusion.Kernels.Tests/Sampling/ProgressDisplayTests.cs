@@ -53,4 +53,15 @@ public class ProgressDisplayTests
         frames[0].Should().StartWith("[###...").And.Contain("step 1/2 images 64/200 t=999 40.0 s/step ETA 1:10");
         frames[3].Should().StartWith("[###############...............] step 1/2 images 200/200");
     }
+
+    [Fact]
+    public void The_bar_never_wraps_a_narrow_terminal()
+    {
+        var output = new StringWriter();
+        var display = new ProgressDisplay(output, interactive: true, terminalWidth: 40);
+        for (int i = 1; i <= 3; i++) display.Report(new GenerationProgress(i, 3, 0, TimeSpan.FromSeconds(i)));
+
+        output.ToString().TrimEnd().Split('\r', StringSplitOptions.RemoveEmptyEntries).Should().HaveCount(3)
+            .And.OnlyContain(frame => frame.TrimEnd('\n', '\r').Length == 39);
+    }
 }
