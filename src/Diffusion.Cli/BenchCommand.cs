@@ -21,38 +21,50 @@ internal static class BenchCommand
     public static Command Create()
     {
         var device = CliOptions.Device();
-        var ops = new Option<string>("--ops")
-        {
-            Description = $"comma-separated ops to run: {string.Join(",", BenchCases.OpNames)}",
-            DefaultValueFactory = _ => "conv,attention,group_norm,linear,sampler",
-        };
-        var batches = new Option<string>("--batch") { Description = "comma-separated batch sizes", DefaultValueFactory = _ => "1,64" };
-        var versions = new Option<bool>("--versions") { Description = "run every kernel version (CUDA), not only the selected one" };
-        var half = new Option<bool>("--half") { Description = "CUDA: half-precision tensor-core convolutions and attention (conv2d and attention version 3)" };
-        var iterations = new Option<int>("--iterations") { Description = "timed runs per op; the median is reported", DefaultValueFactory = _ => 20 };
-        var warmup = new Option<int>("--warmup") { Description = "untimed runs before timing", DefaultValueFactory = _ => 3 };
-        var json = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
+        var ops = CliOptions.List("--ops", "OP[,OP...]", "ops to run", $"one of {string.Join(", ", BenchCases.OpNames)}",
+            (string part, out string op) => BenchCases.OpNames.Contains(op = part), DefaultOps);
+        var batches = CliOptions.List("--batch", "B[,B...]", "batch sizes", $"a batch size in 1..{MaxBatch}",
+            (string part, out int b) => int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out b) && b >= 1 && b <= MaxBatch,
+            "1,64");
+        var versions = CliOptions.Flag("--versions", "run every kernel version (CUDA), not only the selected one");
+        var half = CliOptions.Flag("--half", "CUDA: half-precision tensor-core convolutions and attention (conv2d and attention version 3)");
+        var iterations = CliOptions.WholeNumber("--iterations", "N", "timed runs per op; the median is reported (default: 20)", 1);
+        var warmup = CliOptions.WholeNumber("--warmup", "N", "untimed runs before timing (default: 3)", 0);
+        var json = CliOptions.OutputFile("--json", ".json", "also write the results as JSON to this file");
+        var force = CliOptions.Force();
         var verbose = CliOptions.Verbose();
         var command = new Command("bench", "Check each kernel against the CPU backend, then time it on the CIFAR-10 U-Net's shapes.")
         {
-            device, ops, batches, versions, half, iterations, warmup, json, verbose,
+            device, ops, batches, versions, half, iterations, warmup, json, force, verbose,
         };
+        command.Validators.Add(result =>
+        {
+            if (result.GetValue(half) && result.GetValue(device) == DeviceKind.Cpu)
+                result.AddError("--half needs the CUDA backend; drop it or pass --device cuda");
+        });
         command.SetAction((parse, ct) => CliErrors.Run(parse.GetValue(verbose), () =>
         {
             var settings = new BenchSettings(
-                parse.GetValue(device),
-                ParseOps(parse.GetValue(ops)!),
-                ParseBatches(parse.GetValue(batches)!),
+                parse.GetValue(device) ?? DeviceKind.Auto,
+                (parse.GetValue(ops) ?? DefaultOps.Split(',')).ToHashSet(),
+                parse.GetValue(batches) ?? [1, 64],
                 parse.GetValue(versions),
                 parse.GetValue(half),
-                parse.GetValue(iterations) is var n and >= 1 ? n : throw new UsageException("--iterations must be at least 1"),
-                parse.GetValue(warmup) is var w and >= 0 ? w : throw new UsageException("--warmup must not be negative"));
-            return Run(settings, parse.GetValue(json), Console.Out, Console.Error, ct);
+                parse.GetValue(iterations) ?? 20,
+                parse.GetValue(warmup) ?? 3);
+            string? jsonPath = parse.GetValue(json);
+            if (jsonPath != null) OutputFiles.EnsureWritable("--json", jsonPath, parse.GetValue(force), Console.Error);
+            int code = Run(settings, jsonPath, parse.GetValue(force), Console.Out, Console.Error, ct);
+            return jsonPath == null ? ConsoleStreams.RequireOutput(code) : code;
         }));
         return command;
     }
 
-    internal static int Run(BenchSettings settings, string? jsonPath, TextWriter output, TextWriter log, CancellationToken ct)
+    private const string DefaultOps = "conv,attention,group_norm,linear,sampler";
+
+    private const int MaxBatch = 4096;
+
+    internal static int Run(BenchSettings settings, string? jsonPath, bool force, TextWriter output, TextWriter log, CancellationToken ct)
     {
         using var reference = BackendFactory.Create(DeviceKind.Cpu, out _);
         using var targets = BenchTargets.Open(settings, reference, log, out string? unavailable);
@@ -94,7 +106,7 @@ internal static class BenchCommand
                 peak = targets.Peak,
                 rows,
             };
-            File.WriteAllText(jsonPath, JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }));
+            OutputFiles.WriteAll([new(jsonPath, stream => JsonSerializer.Serialize(stream, document, new JsonSerializerOptions { WriteIndented = true }))], force, ct);
             log.WriteLine($"wrote {jsonPath}");
         }
 
@@ -179,24 +191,6 @@ internal static class BenchCommand
         }
         double error = Math.Sqrt(diff) / Math.Max(Math.Sqrt(norm), 1e-30);
         return double.IsNaN(error) ? double.PositiveInfinity : error;
-    }
-
-    private static HashSet<string> ParseOps(string text)
-    {
-        var ops = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).ToHashSet();
-        var unknown = ops.Except(BenchCases.OpNames).ToList();
-        if (ops.Count == 0 || unknown.Count > 0)
-            throw new UsageException($"--ops: unknown op(s) {string.Join(", ", unknown)}; choose from {string.Join(", ", BenchCases.OpNames)}");
-        return ops;
-    }
-
-    private static int[] ParseBatches(string text)
-    {
-        var values = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(part =>
-            int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out int b) && b >= 1 && b <= 4096
-                ? b
-                : throw new UsageException($"--batch: '{part}' is not a batch size in 1..4096")).ToArray();
-        return values.Length > 0 ? values : throw new UsageException("--batch: give at least one batch size");
     }
 }
 

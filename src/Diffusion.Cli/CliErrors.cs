@@ -38,6 +38,8 @@ internal static class CliErrors
     {
         int code = CodeFor(e);
         log.WriteLine(code == ExitCodes.Cancelled ? "diffuse: cancelled; nothing was written" : $"diffuse: {e.Message}");
+        if (verbose && e is CheckpointMismatchException { Omitted: > 0 } mismatch)
+            log.WriteLine(string.Join(Environment.NewLine, ["all problems:", .. mismatch.Problems]));
         if (verbose) log.WriteLine(e);
         else if (code == ExitCodes.Internal) log.WriteLine("diffuse: this is a bug; run with --verbose for the stack trace");
         return code;
@@ -48,6 +50,7 @@ internal static class CliErrors
         OperationCanceledException => ExitCodes.Cancelled,
         UsageException or SamplingOptionsException => ExitCodes.Usage,
         OutputExistsException => ExitCodes.OutputExists,
+        OutputUnwritableException => ExitCodes.OutputUnwritable,
         ModelConfigException => ExitCodes.BadModel,
         SafetensorsFormatException => ExitCodes.BadInput,
         NonFiniteSampleException => ExitCodes.NonFinite,

@@ -12,5 +12,6 @@ internal static class ExitCodes
     public const int OutOfMemory = 6;
     public const int NonFinite = 7;
     public const int DeviceUnavailable = 8;
+    public const int OutputUnwritable = 9;
     public const int Cancelled = 130;
 }

@@ -21,48 +21,55 @@ public static class GenerateCommand
     /// <summary>The embedded default model is tiny, so without --model we show a grid.</summary>
     private const int DefaultModelBatch = 16;
 
+    /// <summary>Without --out each run writes the first free name of generated.png, generated-2.png, ...</summary>
+    private const string DefaultOutput = "generated.png";
+
+    /// <summary>
+    /// Shown under "Examples:" in <c>diffuse generate --help</c>; a test runs each one exactly as written, so every
+    /// example works on the embedded model as shown.
+    /// </summary>
+    internal static readonly string[] Examples =
+    [
+        "diffuse generate",
+        "diffuse generate --scheduler dpm++2m --steps 20 --seed 3 --out clothes.png",
+        "diffuse generate --scheduler ddpm --steps 100 --batch 4 --seed 7 --scale 2 --out ddpm.png --save-tensor ddpm.safetensors",
+    ];
+
     public static Command Create()
     {
-        var model = new Option<string?>("--model") { Description = "diffusers UNet or pipeline folder (default: the embedded Fashion-MNIST model)" };
-        var sampler = new Option<SamplerKind>("--scheduler")
-        {
-            Description = "sampler: ddpm, ddim, dpm++2m or euler-a",
-            DefaultValueFactory = _ => SamplerKind.Ddim,
-            CustomParser = result =>
-            {
-                string text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
-                if (Scheduler.TryParseKind(text, out var kind)) return kind;
-                result.AddError($"--scheduler: '{text}' is not one of ddpm, ddim, dpm++2m, euler-a");
-                return SamplerKind.Ddim;
-            },
-        };
-        var steps = new Option<int?>("--steps") { Description = "sampling steps (default: ddpm all training steps, ddim 50, dpm++2m 20, euler-a 30)" };
-        var eta = new Option<double>("--eta") { Description = "DDIM η: 0 deterministic (default) … 1 DDPM-like" };
-        var seed = new Option<ulong?>("--seed") { Description = "random seed (default: a fresh one, printed so the run can be repeated)" };
-        var batch = new Option<int?>("--batch") { Description = $"images to generate, tiled into a grid (default: {DefaultModelBatch} with the embedded model, else 1)" };
+        var model = CliOptions.InputPath("--model", "FOLDER", "diffusers UNet or pipeline folder (default: the embedded Fashion-MNIST model)");
+        var sampler = CliOptions.Choice("--scheduler", "sampler (default: ddim)",
+            [.. Enum.GetValues<SamplerKind>().Select(kind => (Scheduler.NameOf(kind), kind))]);
+        var steps = CliOptions.WholeNumber("--steps", "N", "sampling steps, at most the model's num_train_timesteps (default: ddpm all of them, ddim 50, dpm++2m 20, euler-a 30)", 1);
+        var eta = CliOptions.Number("--eta", "E", "DDIM η: 0 deterministic (default) … 1 DDPM-like", 0, 1);
+        var seed = CliOptions.Seed("random seed (default: a fresh one, printed so the run can be repeated)");
+        var batch = CliOptions.WholeNumber("--batch", "B", $"images to generate, tiled into a grid (default: {DefaultModelBatch} with the embedded model, else 1); " +
+            $"large batches run in chunks sized to memory", 1, Pipeline.MaxBatch);
         var device = CliOptions.Device();
-        var noise = new Option<string?>("--noise") { Description = "safetensors file with the initial unit-variance noise (B, C, H, W): tensor 'sample' or its only tensor" };
-        var saveTensor = new Option<string?>("--save-tensor") { Description = "also write the final samples (B, C, H, W), float32, as tensor 'sample' of this safetensors file" };
-        var output = new Option<string>("--out") { Description = "PNG to write", DefaultValueFactory = _ => "generated.png" };
-        var scale = new Option<int?>("--scale") { Description = "enlarge each image N× (nearest neighbour) in the PNG (default: at least 128 pixels wide; 1 keeps the model's size)" };
+        var noise = CliOptions.InputPath("--noise", "FILE.safetensors", "initial unit-variance noise (B, C, H, W): tensor 'sample' or the file's only tensor");
+        var saveTensor = CliOptions.OutputFile("--save-tensor", ".safetensors", "also write the final samples (B, C, H, W), float32, as tensor 'sample' of this file");
+        var output = CliOptions.OutputFile("--out", ".png", $"PNG to write (default: {DefaultOutput}, or generated-2.png, generated-3.png, ... when it exists)");
+        var scale = CliOptions.WholeNumber("--scale", "N", "enlarge each image N× (nearest neighbour) in the PNG (default: at least 128 pixels wide; 1 keeps the model's size)", 1, ImageGrid.MaxScale);
         var force = CliOptions.Force();
         var verbose = CliOptions.Verbose();
 
-        var command = new Command("generate", "Generate images from noise with a diffusion U-Net.")
+        var command = new Command("generate", "Generate images from noise with a diffusion U-Net.\n\nExamples:\n" +
+            string.Join("\n", Examples.Select(e => "  " + e)))
         {
             model, sampler, steps, eta, seed, batch, device, noise, saveTensor, output, scale, force, verbose,
         };
         command.SetAction((parse, ct) => CliErrors.Run(parse.GetValue(verbose), () => Generate(new Request(
-            parse.GetValue(model), parse.GetValue(sampler), parse.GetValue(steps), parse.GetValue(eta), parse.GetValue(seed),
-            parse.GetValue(batch), parse.GetValue(device), parse.GetValue(noise), parse.GetValue(saveTensor),
-            parse.GetValue(output)!, parse.GetValue(scale), parse.GetValue(force), parse.GetValue(verbose)), Console.Error, ct)));
+            parse.GetValue(model), parse.GetValue(sampler) ?? SamplerKind.Ddim, parse.GetValue(steps), parse.GetValue(eta) ?? 0,
+            parse.GetValue(seed), parse.GetValue(batch), parse.GetValue(device) ?? DeviceKind.Auto, parse.GetValue(noise),
+            parse.GetValue(saveTensor), parse.GetValue(output), parse.GetValue(scale), parse.GetValue(force), parse.GetValue(verbose)),
+            Console.Error, ct)));
         return command;
     }
 
     /// <summary>The parsed command line; null means "not given".</summary>
     public sealed record Request(
         string? Model, SamplerKind Sampler, int? Steps, double Eta, ulong? Seed, int? Batch, DeviceKind Device,
-        string? Noise, string? SaveTensor, string Out, int? Scale, bool Force, bool Verbose);
+        string? Noise, string? SaveTensor, string? Out, int? Scale, bool Force, bool Verbose);
 
     /// <summary>Runs the command; status, progress and errors (one line each) go to <paramref name="log"/>.</summary>
     public static int Run(Request request, TextWriter log, CancellationToken cancellationToken)
@@ -74,10 +81,13 @@ public static class GenerateCommand
 
     private static int Generate(Request request, TextWriter log, CancellationToken cancellationToken)
     {
-        // Everything that can be refused is checked before the long part starts.
-        OutputFiles.EnsureWritable(request.Out, request.Force);
-        if (request.SaveTensor is { } tensorPath) OutputFiles.EnsureWritable(tensorPath, request.Force);
-        var initialNoise = request.Noise is { } noisePath ? ReadNoise(noisePath) : null;
+        // Everything that can be refused is checked before the device is opened and the model loaded: outputs,
+        // the noise file, the model's config, and the sampler's options against the scheduler config.
+        string outPath = request.Out ?? FirstFreeName(DefaultOutput);
+        OutputFiles.EnsureDistinct(("--out", outPath), ("--save-tensor", request.SaveTensor));
+        OutputFiles.EnsureWritable("--out", outPath, request.Force, log);
+        if (request.SaveTensor is { } tensorPath) OutputFiles.EnsureWritable("--save-tensor", tensorPath, request.Force, log);
+        var initialNoise = request.Noise is { } noisePath ? SampleFiles.Read(noisePath) : null;
         if (initialNoise is not null && request.Batch is { } b && b != initialNoise.Shape[0])
             throw new UsageException($"--batch {b} disagrees with the {initialNoise.Shape[0]} samples in --noise {request.Noise}");
 
@@ -85,23 +95,15 @@ public static class GenerateCommand
             "no --model given and no default model found (looked in " + string.Join(", ", searched) +
             "); pass --model, set " + DefaultModel.EnvironmentVariable + ", or export one with weights/train_default.py");
         var folder = ModelFolder.Open(modelPath);
-        var schedulerConfig = folder.SchedulerConfigPath is { } configPath ? SchedulerConfig.Load(configPath) : SchedulerConfig.Default;
-        if (folder.SchedulerConfigPath is null)
-            log.WriteLine($"{folder.RootPath} has no scheduler_config.json; using diffusers' DDPMScheduler defaults");
-        if (request.Eta != 0 && request.Sampler != SamplerKind.Ddim)
-            log.WriteLine($"note: --eta applies to ddim only; {Scheduler.NameOf(request.Sampler)} ignores it");
-        ulong seed = request.Seed ?? BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
-
-        using var backend = BackendFactory.Create(request.Device, out string choice);
-        log.WriteLine($"device: {choice}");
         if (folder.Config.OutChannels != folder.Config.InChannels)
             throw new UsageException($"{folder.ConfigPath}: the model predicts {folder.Config.OutChannels} channels for " +
                 $"{folder.Config.InChannels}-channel samples (a learned variance); only ε, x0 or v prediction models can sample");
-        using var denoiser = UNet2D.Load(folder, backend, cancellationToken);
-
-        var options = new GenerateOptions
+        if (initialNoise is not null && initialNoise.Shape[1] != folder.Config.InChannels)
+            throw new UsageException($"--noise {request.Noise} holds {initialNoise.Shape[1]}-channel samples; the model takes {folder.Config.InChannels} channels");
+        var schedulerConfig = folder.SchedulerConfigPath is { } configPath ? SchedulerConfig.Load(configPath) : SchedulerConfig.Default;
+        ulong seed = request.Seed ?? BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
+        var settings = new SamplingSettings
         {
-            Model = denoiser,
             Sampler = request.Sampler,
             SchedulerConfig = schedulerConfig,
             Steps = request.Steps,
@@ -110,40 +112,82 @@ public static class GenerateCommand
             Batch = request.Batch ?? (request.Model is null ? DefaultModelBatch : 1),
             InitialNoise = initialNoise,
         };
-        int stepCount = options.Steps ?? Scheduler.DefaultSteps(options.Sampler, schedulerConfig);
-        log.WriteLine($"sampling: {Scheduler.NameOf(request.Sampler)}, {stepCount} steps, seed {seed}");
+        // The library's own checks (batch limit, steps against num_train_timesteps, the sampler's fit to the
+        // scheduler config), made here so they too come before the device is opened.
+        var scheduler = Pipeline.Validate(settings);
+        bool drawsStepNoise = Enumerable.Range(0, scheduler.StepCount).Any(i => scheduler.Step(i).NeedsNoise);
+
+        if (folder.SchedulerConfigPath is null)
+            log.WriteLine($"{folder.RootPath} has no scheduler_config.json; using diffusers' DDPMScheduler defaults");
+        if (request.Eta != 0 && request.Sampler != SamplerKind.Ddim)
+            log.WriteLine($"note: --eta applies to ddim only; {Scheduler.NameOf(request.Sampler)} ignores it");
+        // With --noise the seed matters only if the sampler draws fresh noise at some step.
+        bool seedMatters = initialNoise is null || drawsStepNoise;
+        if (!seedMatters && request.Seed is not null)
+            log.WriteLine($"note: --seed has no effect: --noise gives the initial noise and {Scheduler.NameOf(request.Sampler)} draws no other");
+
+        using var backend = CliOptions.CreateBackend(request.Device, request.Verbose, log);
+        using var denoiser = UNet2D.Load(folder, backend, cancellationToken);
+        var options = new GenerateOptions
+        {
+            Model = denoiser,
+            Sampler = settings.Sampler,
+            SchedulerConfig = settings.SchedulerConfig,
+            Steps = settings.Steps,
+            Eta = settings.Eta,
+            Seed = settings.Seed,
+            Batch = settings.Batch,
+            InitialNoise = settings.InitialNoise,
+        };
+        var (_, height, width) = denoiser.SampleShape;
+        // Refuses a batch that does not fit in memory (exit 6) before the sampling line, and says how it will run.
+        var plan = Pipeline.PlanBatch(denoiser, initialNoise?.Shape[0] ?? options.Batch, initialNoise?.Shape[2] ?? height, initialNoise?.Shape[3] ?? width);
+        string noiseOrigin = initialNoise is null ? $"seed {seed}"
+            : drawsStepNoise ? $"initial noise from {request.Noise}, seed {seed} for the noise of later steps"
+            : $"initial noise from {request.Noise}";
+        string chunks = plan.ChunkCount > 1 ? $", {plan.Batch} images in {plan.ChunkCount} chunks of up to {plan.ChunkSize}" : "";
+        log.WriteLine($"sampling: {Scheduler.NameOf(request.Sampler)}, {scheduler.StepCount} steps, {noiseOrigin}{chunks}");
 
         var clock = Stopwatch.StartNew();
         var samples = Pipeline.Generate(options, new ProgressDisplay(log, interactive: ReferenceEquals(log, Console.Error) && !Console.IsErrorRedirected), cancellationToken);
         cancellationToken.ThrowIfCancellationRequested();
 
+        // The PNG and the tensor are committed together or not at all.
+        var outputs = new List<OutputFile>();
         if (request.SaveTensor is { } savePath)
         {
-            SafetensorsWriter.Write(savePath, [new("sample", samples)], new Dictionary<string, string>
+            var metadata = new Dictionary<string, string>
             {
                 ["model"] = folder.RootPath,
                 ["scheduler"] = Scheduler.NameOf(request.Sampler),
-                ["steps"] = stepCount.ToString(CultureInfo.InvariantCulture),
+                ["steps"] = scheduler.StepCount.ToString(CultureInfo.InvariantCulture),
                 ["eta"] = request.Eta.ToString(CultureInfo.InvariantCulture),
-                ["seed"] = seed.ToString(CultureInfo.InvariantCulture),
-            });
+            };
+            if (seedMatters) metadata["seed"] = seed.ToString(CultureInfo.InvariantCulture);
+            outputs.Add(new(savePath, stream => SafetensorsWriter.WriteTo(stream, [new("sample", samples)], metadata)));
         }
-        Png.Save(request.Out, samples, overwrite: request.Force,
-            scale: request.Scale ?? ImageGrid.ReadableScale(samples.Shape[2], samples.Shape[3]));
+        int scale = request.Scale ?? ImageGrid.ReadableScale(samples.Shape[2], samples.Shape[3]);
+        outputs.Add(new(outPath, stream => stream.Write(Png.Encode(ImageGrid.FromSamples(samples, scale)))));
+        OutputFiles.WriteAll(outputs, request.Force, cancellationToken);
         log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"wrote {request.Out}: {samples.Shape[0]} image(s) of {samples.Shape[1]}×{samples.Shape[2]}×{samples.Shape[3]} in {clock.Elapsed.TotalSeconds:0.0} s"));
+            $"wrote {outPath}: {samples.Shape[0]} image(s) of {samples.Shape[1]}×{samples.Shape[2]}×{samples.Shape[3]} in {clock.Elapsed.TotalSeconds:0.0} s"));
         return ExitCodes.Success;
     }
 
-    private static HostTensor ReadNoise(string path)
+    /// <summary>
+    /// <paramref name="name"/>, or name-2, name-3, ... (the first that does not exist), so the README's first command
+    /// and its repeats each keep their image: a run with a fresh seed is worth keeping, and nothing is overwritten
+    /// that --out did not name.
+    /// </summary>
+    private static string FirstFreeName(string name)
     {
-        using var file = SafetensorsFile.Open(path);
-        string name = file.Contains("sample") ? "sample"
-            : file.Tensors.Count == 1 ? file.Tensors[0].Name
-            : throw new SafetensorsFormatException(path, $"expected a tensor named 'sample' or a single tensor, found {file.Tensors.Count}");
-        var tensor = file.ReadTensor(name);
-        if (tensor.Rank != 4)
-            throw new SafetensorsFormatException(path, $"tensor '{name}' must have shape (B, C, H, W), got ({string.Join(", ", tensor.Shape)})");
-        return tensor;
+        if (!File.Exists(name) && !Directory.Exists(name)) return name;
+        string stem = Path.GetFileNameWithoutExtension(name), extension = Path.GetExtension(name);
+        for (int i = 2; i < 100_000; i++)
+        {
+            string candidate = $"{stem}-{i}{extension}";
+            if (!File.Exists(candidate) && !Directory.Exists(candidate)) return candidate;
+        }
+        throw new UsageException($"{name} and its numbered successors up to {stem}-99999{extension} all exist; pass --out");
     }
 }

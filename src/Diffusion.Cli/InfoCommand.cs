@@ -4,6 +4,7 @@ using System.Text.Json;
 using Diffusion.Kernels;
 using Diffusion.Kernels.IO;
 using Diffusion.Kernels.Models;
+using Diffusion.Kernels.Sampling;
 
 namespace Diffusion.Cli;
 
@@ -15,10 +16,11 @@ public static class InfoCommand
 {
     public static Command Create()
     {
-        var path = new Argument<string>("path") { Description = "diffusers UNet or pipeline folder, or the UNet's config.json" };
-        var verbose = CliOptions.Verbose();
+        var path = CliOptions.InputPathArgument("path", "PATH", "diffusers UNet or pipeline folder, or the UNet's config.json");
+        var verbose = CliOptions.Verbose("print stack traces with errors");
         var command = new Command("info", "Describe a model: architecture, parameter count, dtypes, scheduler.") { path, verbose };
-        command.SetAction((parse, ct) => Task.FromResult(Run(parse.GetValue(path)!, Console.Out, Console.Error, parse.GetValue(verbose), ct)));
+        command.SetAction((parse, ct) => Task.FromResult(ConsoleStreams.RequireOutput(
+            Run(parse.GetValue(path)!, Console.Out, Console.Error, parse.GetValue(verbose), ct))));
         return command;
     }
 
@@ -34,6 +36,7 @@ public static class InfoCommand
             var text = new StringWriter(CultureInfo.InvariantCulture);
             Describe(folder, checkpoint, text);
             output.Write(text.ToString());
+            output.Flush();
             return ExitCodes.Success;
         }, error);
 
@@ -103,26 +106,11 @@ public static class InfoCommand
             return;
         }
         w.WriteLine($"Scheduler   {path}");
-        JsonDocument document;
-        try
+        // The same reader, limit and checks as generate's, so info succeeds exactly when sampling can start.
+        string json = ConfigFiles.ReadText(path);
+        SchedulerConfig.Parse(json, path);
+        using (var document = ConfigFiles.ParseObject(json, path))
         {
-            using var stream = File.OpenRead(path);
-            if (stream.Length > 16 << 20)
-                throw new ModelConfigException(path, null, $"is {stream.Length} bytes, too large for a scheduler config");
-            document = JsonDocument.Parse(stream, new JsonDocumentOptions { MaxDepth = 16 });
-        }
-        catch (JsonException e)
-        {
-            throw new ModelConfigException(path, null, $"is not valid JSON ({e.Message})", e);
-        }
-        catch (IOException e)
-        {
-            throw new ModelConfigException(path, null, $"cannot be read: {e.Message}", e);
-        }
-        using (document)
-        {
-            if (document.RootElement.ValueKind != JsonValueKind.Object)
-                throw new ModelConfigException(path, null, "must hold a JSON object");
             foreach (var property in document.RootElement.EnumerateObject())
             {
                 string value = property.Value.ValueKind == JsonValueKind.String ? property.Value.GetString()! : property.Value.GetRawText();

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Diffusion.Kernels;
+using Diffusion.Kernels.Backends;
 using Diffusion.Kernels.IO;
 using Diffusion.Kernels.Models;
 
@@ -14,15 +15,16 @@ internal static class UnetCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "diffusers UNet or pipeline folder", Required = true };
-        var input = new Option<string>("--input") { Description = "safetensors file with the sample (B, C, H, W): the tensor 'sample', or its only tensor", Required = true };
-        var timestep = new Option<string>("--timestep") { Description = "one timestep for the whole batch, or one per batch item: T or T1,T2,...", Required = true };
-        var output = new Option<string>("--out") { Description = "safetensors file to write; the output is stored as 'sample'", Required = true };
-        var repeat = new Option<int>("--repeat")
-        {
-            Description = "run the forward this many times and print the median and best time per forward (benchmarking)",
-            DefaultValueFactory = _ => 1,
-        };
+        var model = CliOptions.InputPath("--model", "FOLDER", "diffusers UNet or pipeline folder");
+        model.Required = true;
+        var input = CliOptions.InputPath("--input", "FILE.safetensors", "the sample (B, C, H, W): tensor 'sample', or the file's only tensor");
+        input.Required = true;
+        var timestep = CliOptions.List("--timestep", "T[,T2,...]", "one timestep for the whole batch, or one per batch item", "a timestep ≥ 0",
+            (string part, out float t) => float.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out t) && float.IsFinite(t) && t >= 0);
+        timestep.Required = true;
+        var output = CliOptions.OutputFile("--out", ".safetensors", "file to write; the output is stored as tensor 'sample'");
+        output.Required = true;
+        var repeat = CliOptions.WholeNumber("--repeat", "N", "run the forward N times and print the median and best time per forward (default: 1)", 1);
         var device = CliOptions.Device();
         var force = CliOptions.Force();
         var verbose = CliOptions.Verbose();
@@ -33,19 +35,20 @@ internal static class UnetCommand
         command.SetAction((parse, ct) => CliErrors.Run(parse.GetValue(verbose), () =>
         {
             string outPath = parse.GetValue(output)!;
-            OutputFiles.EnsureWritable(outPath, parse.GetValue(force));
-            var sample = ReadSample(parse.GetValue(input)!);
-            float[] timesteps = ParseTimesteps(parse.GetValue(timestep)!, sample.Shape[0]);
+            OutputFiles.EnsureWritable("--out", outPath, parse.GetValue(force), Console.Error);
+            var sample = SampleFiles.Read(parse.GetValue(input)!);
+            float[] timesteps = parse.GetValue(timestep)!;
+            if (timesteps.Length != 1 && timesteps.Length != sample.Shape[0])
+                throw new UsageException($"--timestep: give one timestep or one per batch item ({sample.Shape[0]}), got {timesteps.Length}");
 
-            using var backend = CliOptions.CreateBackend(parse.GetValue(device));
-            int runs = parse.GetValue(repeat);
-            if (runs < 1) throw new UsageException("--repeat must be at least 1");
+            using var backend = CliOptions.CreateBackend(parse.GetValue(device) ?? DeviceKind.Auto, parse.GetValue(verbose), Console.Error);
             using var net = UNet2D.Load(parse.GetValue(model)!, backend, ct);
             net.EnsureMemoryFor(sample.Shape[0], sample.Shape[2], sample.Shape[3]);
-            var result = TimedForward(net, sample, timesteps, runs, ct);
+            var result = TimedForward(net, sample, timesteps, parse.GetValue(repeat) ?? 1, ct);
             // A forward is not interruptible, so Ctrl-C during the last one is honoured here: nothing is written.
             ct.ThrowIfCancellationRequested();
-            SafetensorsWriter.Write(outPath, [new("sample", result)]);
+            RefuseNonFinite(result);
+            OutputFiles.WriteAll([new(outPath, stream => SafetensorsWriter.WriteTo(stream, [new("sample", result)]))], parse.GetValue(force), ct);
             Console.Error.WriteLine($"wrote {outPath}: sample ({string.Join(", ", result.Shape)})");
             return ExitCodes.Success;
         }));
@@ -81,26 +84,11 @@ internal static class UnetCommand
         return result;
     }
 
-    internal static HostTensor ReadSample(string path)
+    /// <summary>As generate does: a NaN or infinity is the model's failure (exit 7), not a result to hand to a comparison.</summary>
+    private static void RefuseNonFinite(HostTensor result)
     {
-        using var file = SafetensorsFile.Open(path);
-        string name = file.Contains("sample") ? "sample"
-            : file.Tensors.Count == 1 ? file.Tensors[0].Name
-            : throw new DiffusionException($"{path}: expected a tensor named 'sample' or a single tensor, found {file.Tensors.Count}");
-        var tensor = file.ReadTensor(name);
-        if (tensor.Rank != 4)
-            throw new DiffusionException($"{path}: tensor '{name}' must have shape (B, C, H, W), got ({string.Join(", ", tensor.Shape)})");
-        return tensor;
-    }
-
-    internal static float[] ParseTimesteps(string text, int batch)
-    {
-        var values = text.Split(',', StringSplitOptions.TrimEntries).Select(part =>
-            float.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out float t) && float.IsFinite(t) && t >= 0
-                ? t
-                : throw new UsageException($"--timestep: '{part}' is not a non-negative number")).ToArray();
-        if (values.Length != 1 && values.Length != batch)
-            throw new UsageException($"--timestep: give one timestep or one per batch item ({batch}), got {values.Length}");
-        return values;
+        int bad = Array.FindIndex(result.Data, v => !float.IsFinite(v));
+        if (bad >= 0)
+            throw new NonFiniteSampleException($"the U-Net output holds a non-finite value ({result.Data[bad]} at element {bad} of ({string.Join(", ", result.Shape)})); nothing was written");
     }
 }

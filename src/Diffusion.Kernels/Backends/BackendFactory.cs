@@ -14,36 +14,50 @@ public enum DeviceKind
 /// <summary>CUDA was asked for explicitly and cannot be used; the message says why (no driver, no GPU, no NVRTC).</summary>
 public sealed class DeviceUnavailableException(string message) : DiffusionException(message);
 
+/// <summary>
+/// Which backend <see cref="BackendFactory.Create"/> took and why: <see cref="Summary"/> is a short line for a
+/// status display ("cpu, AMD EPYC, 2 threads, AVX-512"); <see cref="ToString"/> adds how it was chosen and every
+/// detail of the device (NVRTC version, kernel variants).
+/// </summary>
+public sealed record BackendChoice(string Name, bool Auto, string? WhyNotCuda, string Summary, string Description)
+{
+    public override string ToString() =>
+        $"{Name} ({(Auto ? "auto" : "requested")}{(WhyNotCuda is null ? "" : $", no CUDA: {WhyNotCuda}")}): {Description}";
+}
+
 public static class BackendFactory
 {
     /// <summary>Creates the requested backend; <paramref name="choice"/> says which one was taken and why.</summary>
-    public static IBackend Create(DeviceKind kind, out string choice)
+    public static IBackend Create(DeviceKind kind, out BackendChoice choice)
     {
         switch (kind)
         {
             case DeviceKind.Cpu:
-                return Cpu("requested", out choice);
+                return Cpu(auto: false, whyNotCuda: null, out choice);
             case DeviceKind.Cuda:
                 if (!CudaBackend.TryCreate(out var cuda, out string reason))
                     throw new DeviceUnavailableException($"CUDA was requested but cannot be used: {reason}");
-                choice = $"cuda (requested): {cuda!.DeviceDescription}";
-                return cuda;
+                choice = Cuda(cuda!, auto: false);
+                return cuda!;
             case DeviceKind.Auto:
                 if (CudaBackend.TryCreate(out var gpu, out string why))
                 {
-                    choice = $"cuda (auto): {gpu!.DeviceDescription}";
-                    return gpu;
+                    choice = Cuda(gpu!, auto: true);
+                    return gpu!;
                 }
-                return Cpu($"auto, no CUDA: {why}", out choice);
+                return Cpu(auto: true, whyNotCuda: why, out choice);
             default:
                 throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown device kind");
         }
     }
 
-    private static CpuBackend Cpu(string why, out string choice)
+    private static BackendChoice Cuda(CudaBackend cuda, bool auto) =>
+        new(cuda.Name, auto, null, $"{cuda.Name}, {cuda.Properties}", cuda.DeviceDescription);
+
+    private static CpuBackend Cpu(bool auto, string? whyNotCuda, out BackendChoice choice)
     {
         var cpu = new CpuBackend();
-        choice = $"cpu ({why}): {cpu.DeviceDescription}";
+        choice = new BackendChoice(cpu.Name, auto, whyNotCuda, $"{cpu.Name}, {cpu.DeviceDescription}", cpu.DeviceDescription);
         return cpu;
     }
 }

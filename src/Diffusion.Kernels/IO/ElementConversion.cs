@@ -9,7 +9,14 @@ namespace Diffusion.Kernels.IO;
 /// </summary>
 internal static unsafe class ElementConversion
 {
-    public static void ToFloat32(byte* source, SafetensorsDType dtype, Span<float> destination)
+    public static void ToFloat32(ReadOnlySpan<byte> stored, SafetensorsDType dtype, Span<float> destination)
+    {
+        if (stored.Length < (long)destination.Length * dtype.ElementSize())
+            throw new ArgumentException($"{destination.Length} {dtype} values need {(long)destination.Length * dtype.ElementSize()} bytes, got {stored.Length}", nameof(stored));
+        fixed (byte* source = stored) ToFloat32(source, dtype, destination);
+    }
+
+    private static void ToFloat32(byte* source, SafetensorsDType dtype, Span<float> destination)
     {
         int n = destination.Length;
         switch (dtype)

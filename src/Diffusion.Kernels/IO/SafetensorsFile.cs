@@ -1,40 +1,44 @@
+using System.Buffers;
 using System.Buffers.Binary;
-using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace Diffusion.Kernels.IO;
 
 /// <summary>
 /// A safetensors file opened for reading: <c>u64 little-endian N | N bytes of JSON header | data</c>.
-/// The header is read and fully validated on <see cref="Open"/>; tensor data stays in a read-only memory map
-/// and is copied out only when a tensor is read, so opening a multi-gigabyte checkpoint costs no copy.
-/// Reads may run concurrently; disposing while a read runs is not allowed.
+/// The header is read and fully validated on <see cref="Open"/>; a tensor's bytes are read (pread, not a memory
+/// map) only when it is asked for. Every caller copies the tensors out anyway, and a read of a file that shrank
+/// meanwhile (copied over, <c>rsync --inplace</c>, a re-download) then ends early with a typed error, where a
+/// memory map would fault the process. Reads may run concurrently; disposing while a read runs is not allowed.
 /// </summary>
-public sealed unsafe class SafetensorsFile : IDisposable
+public sealed class SafetensorsFile : IDisposable
 {
     private const string LfsPointerPrefix = "version https://git-lfs";
 
+    /// <summary>Tensors are read in pieces of this size, so a conversion never needs a second full-size buffer.</summary>
+    private const int ChunkBytes = 1 << 20;
+
     private readonly Dictionary<string, SafetensorsTensorInfo> _byName;
-    private readonly MemoryMappedFile? _map;
-    private readonly MemoryMappedViewAccessor? _view;
-    private readonly byte* _data;
+    private readonly FileStream _stream;
+    private readonly long _dataStart;
     private bool _disposed;
 
     private SafetensorsFile(string path, long fileSize, List<SafetensorsTensorInfo> tensors,
-        Dictionary<string, string> metadata, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* data)
+        Dictionary<string, string> metadata, FileStream stream, long dataStart)
     {
         Path = path;
         FileSize = fileSize;
         Tensors = tensors;
         Metadata = metadata;
         _byName = tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
-        _map = map;
-        _view = view;
-        _data = data;
+        _stream = stream;
+        _dataStart = dataStart;
     }
 
     public string Path { get; }
 
+    /// <summary>The size when the file was opened, which the header was checked against.</summary>
     public long FileSize { get; }
 
     /// <summary>The tensors in header order.</summary>
@@ -49,48 +53,28 @@ public sealed unsafe class SafetensorsFile : IDisposable
         FileStream stream;
         try
         {
-            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1, FileOptions.None);
+            stream = InputFile.OpenRead(path);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        catch (UnusableFileException e)
         {
-            throw new SafetensorsFormatException(path, $"cannot be opened: {e.Message}", e);
+            throw new SafetensorsFormatException(path, e.Problem, e);
         }
 
-        MemoryMappedFile? map = null;
-        MemoryMappedViewAccessor? view = null;
         try
         {
             long fileSize = stream.Length;
             var (headerLength, header) = ReadHeader(stream, fileSize, path);
             long dataStart = 8 + headerLength;
             var (tensors, metadata) = SafetensorsHeader.Parse(header, fileSize - dataStart, path);
-
-            byte* data = null;
-            if (fileSize > dataStart)
-            {
-                map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
-                view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-                byte* basePointer = null;
-                view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePointer);
-                data = basePointer + view.PointerOffset + dataStart;
-            }
-            else
-            {
-                stream.Dispose();
-            }
-            return new SafetensorsFile(path, fileSize, tensors, metadata, map, view, data);
+            return new SafetensorsFile(path, fileSize, tensors, metadata, stream, dataStart);
         }
         catch (IOException e)
         {
-            view?.Dispose();
-            map?.Dispose();
             stream.Dispose();
             throw new SafetensorsFormatException(path, $"cannot be read: {e.Message}", e);
         }
         catch
         {
-            view?.Dispose();
-            map?.Dispose();
             stream.Dispose();
             throw;
         }
@@ -134,9 +118,35 @@ public sealed unsafe class SafetensorsFile : IDisposable
     {
         var info = Get(name);
         if (info.ElementCount > Array.MaxLength)
-            throw new SafetensorsFormatException(Path, $"tensor '{name}' has {info.ElementCount} elements, more than one array can hold");
+            throw new SafetensorsFormatException(Path, $"tensor '{SafetensorsHeader.Truncate(name)}' has {info.ElementCount} elements, more than one array can hold");
         var result = new float[info.ElementCount];
-        ElementConversion.ToFloat32(DataPointer(info), info.DType, result);
+        int size = info.DType.ElementSize();
+        int perChunk = ChunkBytes / size;
+        // Sized to the tensor when it is smaller than a chunk: a 400-byte file must not cost a megabyte.
+        byte[]? buffer = info.DType == SafetensorsDType.F32 ? null : ArrayPool<byte>.Shared.Rent((int)Math.Min(ChunkBytes, info.ByteLength));
+        try
+        {
+            for (long first = 0; first < result.Length; first += perChunk)
+            {
+                int count = (int)Math.Min(perChunk, result.Length - first);
+                var destination = result.AsSpan((int)first, count);
+                long offset = info.DataOffset + first * size;
+                if (buffer is null)
+                {
+                    // Stored float32 is already in machine order (little-endian hosts only), so it lands in place.
+                    ReadExactly(info, offset, MemoryMarshal.AsBytes(destination));
+                }
+                else
+                {
+                    ReadExactly(info, offset, buffer.AsSpan(0, count * size));
+                    ElementConversion.ToFloat32(buffer.AsSpan(0, count * size), info.DType, destination);
+                }
+            }
+        }
+        finally
+        {
+            if (buffer is not null) ArrayPool<byte>.Shared.Return(buffer);
+        }
         return result;
     }
 
@@ -147,17 +157,39 @@ public sealed unsafe class SafetensorsFile : IDisposable
     {
         var info = Get(name);
         if (info.ByteLength > Array.MaxLength)
-            throw new SafetensorsFormatException(Path, $"tensor '{name}' has {info.ByteLength} bytes, more than one array can hold");
+            throw new SafetensorsFormatException(Path, $"tensor '{SafetensorsHeader.Truncate(name)}' has {info.ByteLength} bytes, more than one array can hold");
         var result = new byte[info.ByteLength];
-        new ReadOnlySpan<byte>(DataPointer(info), result.Length).CopyTo(result);
+        ReadExactly(info, info.DataOffset, result);
         return result;
     }
 
-    private byte* DataPointer(SafetensorsTensorInfo info)
+    /// <summary>
+    /// Fills <paramref name="destination"/> from the data section at <paramref name="offset"/>. The header proved
+    /// these bytes lie within the file as it was opened; ending early means the file has shrunk since.
+    /// </summary>
+    private void ReadExactly(SafetensorsTensorInfo info, long offset, Span<byte> destination)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        // Zero-length tensors may sit at the end of an empty data section, where nothing is mapped.
-        return info.ByteLength == 0 ? null : _data + info.DataOffset;
+        long position = _dataStart + offset;
+        try
+        {
+            while (!destination.IsEmpty)
+            {
+                int got = RandomAccess.Read(_stream.SafeFileHandle, destination, position);
+                if (got == 0)
+                {
+                    long now = RandomAccess.GetLength(_stream.SafeFileHandle);
+                    throw new SafetensorsFormatException(Path,
+                        $"shrank to {now} bytes while being read (it had {FileSize} when opened, and tensor '{SafetensorsHeader.Truncate(info.Name)}' ends at byte {_dataStart + info.DataOffset + info.ByteLength}); was it replaced during the run?");
+                }
+                destination = destination[got..];
+                position += got;
+            }
+        }
+        catch (IOException e)
+        {
+            throw new SafetensorsFormatException(Path, $"cannot be read: {e.Message}", e);
+        }
     }
 
     public override string ToString() => $"{Path} ({Tensors.Count} tensors)";
@@ -166,11 +198,6 @@ public sealed unsafe class SafetensorsFile : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        if (_view != null)
-        {
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
-            _view.Dispose();
-        }
-        _map?.Dispose();
+        _stream.Dispose();
     }
 }

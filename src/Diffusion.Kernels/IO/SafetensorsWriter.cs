@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using Diffusion.Kernels.Imaging;
 
 namespace Diffusion.Kernels.IO;
 
@@ -9,8 +10,8 @@ public sealed record SafetensorsRawTensor(string Name, SafetensorsDType DType, i
 
 /// <summary>
 /// Writes safetensors files: the header (metadata first, then tensors in the order given) padded with spaces to
-/// a multiple of 8 bytes, then the tensors back to back. The file is written beside its destination under a
-/// temporary name and renamed into place, so a reader never sees half a file.
+/// a multiple of 8 bytes, then the tensors back to back. Files are written through <see cref="AtomicFile"/>, so a
+/// reader never sees half a file.
 /// </summary>
 public static class SafetensorsWriter
 {
@@ -18,17 +19,23 @@ public static class SafetensorsWriter
     public static void Write(string path, IEnumerable<KeyValuePair<string, HostTensor>> tensors,
         IReadOnlyDictionary<string, string>? metadata = null, SafetensorsDType dtype = SafetensorsDType.F32)
     {
-        ArgumentNullException.ThrowIfNull(tensors);
-        if (dtype is not (SafetensorsDType.F32 or SafetensorsDType.F16 or SafetensorsDType.BF16))
-            throw new ArgumentException($"float32 tensors can be stored as F32, F16 or BF16, not {dtype}", nameof(dtype));
-        var entries = tensors.Select(kv => new Entry(kv.Key, dtype, kv.Value.Shape, kv.Value.Data.Length * (long)dtype.ElementSize(),
-            (stream, buffer) => WriteConverted(stream, kv.Value.Data, dtype, buffer))).ToList();
-        WriteFile(path, entries, metadata);
+        ArgumentNullException.ThrowIfNull(path);
+        var entries = FloatEntries(tensors, dtype);
+        AtomicFile.Write(path, overwrite: true, stream => WriteStream(stream, entries, metadata));
+    }
+
+    /// <summary>The same file content written to <paramref name="stream"/>, for callers that manage the file themselves.</summary>
+    public static void WriteTo(Stream stream, IEnumerable<KeyValuePair<string, HostTensor>> tensors,
+        IReadOnlyDictionary<string, string>? metadata = null, SafetensorsDType dtype = SafetensorsDType.F32)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        WriteStream(stream, FloatEntries(tensors, dtype), metadata);
     }
 
     /// <summary>Writes tensors whose bytes are already in their stored dtype.</summary>
     public static void WriteRaw(string path, IEnumerable<SafetensorsRawTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
+        ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(tensors);
         var entries = tensors.Select(t =>
         {
@@ -37,37 +44,29 @@ public static class SafetensorsWriter
                 throw new ArgumentException($"tensor '{t.Name}': shape [{string.Join(", ", t.Shape)}] of {t.DType} needs {expected} bytes, got {t.Data.Length}");
             return new Entry(t.Name, t.DType, t.Shape, t.Data.Length, (stream, _) => stream.Write(t.Data));
         }).ToList();
-        WriteFile(path, entries, metadata);
+        AtomicFile.Write(path, overwrite: true, stream => WriteStream(stream, entries, metadata));
     }
 
     private sealed record Entry(string Name, SafetensorsDType DType, int[] Shape, long ByteLength, Action<Stream, byte[]> WriteData);
 
-    private static void WriteFile(string path, List<Entry> entries, IReadOnlyDictionary<string, string>? metadata)
+    private static List<Entry> FloatEntries(IEnumerable<KeyValuePair<string, HostTensor>> tensors, SafetensorsDType dtype)
     {
-        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(tensors);
+        if (dtype is not (SafetensorsDType.F32 or SafetensorsDType.F16 or SafetensorsDType.BF16))
+            throw new ArgumentException($"float32 tensors can be stored as F32, F16 or BF16, not {dtype}", nameof(dtype));
+        return tensors.Select(kv => new Entry(kv.Key, dtype, kv.Value.Shape, kv.Value.Data.Length * (long)dtype.ElementSize(),
+            (stream, buffer) => WriteConverted(stream, kv.Value.Data, dtype, buffer))).ToList();
+    }
+
+    private static void WriteStream(Stream stream, List<Entry> entries, IReadOnlyDictionary<string, string>? metadata)
+    {
         byte[] header = BuildHeader(entries, metadata);
-        string fullPath = Path.GetFullPath(path);
-        string directory = Path.GetDirectoryName(fullPath)!;
-        string temporary = Path.Combine(directory, $".{Path.GetFileName(fullPath)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
-            {
-                Span<byte> length = stackalloc byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
-                stream.Write(length);
-                stream.Write(header);
-                var buffer = new byte[1 << 16];
-                foreach (var entry in entries) entry.WriteData(stream, buffer);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temporary, fullPath, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(temporary);
-            throw;
-        }
+        Span<byte> length = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
+        stream.Write(length);
+        stream.Write(header);
+        var buffer = new byte[1 << 16];
+        foreach (var entry in entries) entry.WriteData(stream, buffer);
     }
 
     private static byte[] BuildHeader(List<Entry> entries, IReadOnlyDictionary<string, string>? metadata)

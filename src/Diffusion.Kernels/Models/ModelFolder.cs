@@ -1,3 +1,5 @@
+using Diffusion.Kernels.IO;
+
 namespace Diffusion.Kernels.Models;
 
 /// <summary>
@@ -73,11 +75,13 @@ public sealed class ModelFolder
 
     private static string FindWeights(string unet)
     {
+        // Path.Exists, not File.Exists: a folder, a FIFO or a dangling link in the weights' place is named as what
+        // it is by CheckWeights, not reported as missing (or opened and waited on).
         string weights = Path.Combine(unet, WeightsFileName);
-        if (File.Exists(weights)) return RefuseLfsPointer(weights);
+        if (Path.Exists(weights)) return CheckWeights(weights);
         // diffusers saves half-precision copies as a "variant" beside (or instead of) the full file.
         string fp16 = Path.Combine(unet, "diffusion_pytorch_model.fp16.safetensors");
-        if (File.Exists(fp16)) return RefuseLfsPointer(fp16);
+        if (Path.Exists(fp16)) return CheckWeights(fp16);
         if (File.Exists(weights + ".index.json"))
             throw new ModelConfigException(weights, null, "is sharded into several files (an .index.json is present); sharded checkpoints are not supported");
         if (File.Exists(Path.Combine(unet, "diffusion_pytorch_model.bin")))
@@ -87,23 +91,30 @@ public sealed class ModelFolder
     }
 
     /// <summary>
-    /// A clone without Git LFS holds ~130-byte pointer files instead of the weights; saying so at open time beats
-    /// a format error later.
+    /// The weights must be a readable regular file. A clone without Git LFS holds ~130-byte pointer files instead
+    /// of the weights; saying so at open time beats a format error later.
     /// </summary>
-    private static string RefuseLfsPointer(string weights)
+    private static string CheckWeights(string weights)
     {
         const string prefix = "version https://git-lfs";
-        var info = new FileInfo(weights);
-        if (info.Length is >= 23 and < 1024)
+        try
         {
-            using var stream = info.OpenRead();
+            using var stream = InputFile.OpenRead(weights);
             var head = new byte[prefix.Length];
-            if (stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false) == head.Length
+            if (stream.Length < 1024 && stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false) == head.Length
                 && System.Text.Encoding.ASCII.GetString(head) == prefix)
             {
                 throw new ModelConfigException(weights, null,
                     "is a Git LFS pointer, not the weights: the real file was not downloaded (run 'git lfs pull' in the model repository)");
             }
+        }
+        catch (UnusableFileException e)
+        {
+            throw new ModelConfigException(weights, null, e.Problem, e);
+        }
+        catch (IOException e)
+        {
+            throw new ModelConfigException(weights, null, $"cannot be read: {e.Message}", e);
         }
         return weights;
     }
@@ -117,6 +128,7 @@ public sealed class ModelFolder
             Path.Combine(root, SchedulerConfigFileName),
             Path.Combine(unet, "..", "scheduler", SchedulerConfigFileName),
         ];
-        return candidates.Where(File.Exists).Select(Path.GetFullPath).FirstOrDefault();
+        // Path.Exists: a folder in the config's place is refused when it is read, not taken to mean "no config".
+        return candidates.Where(Path.Exists).Select(Path.GetFullPath).FirstOrDefault();
     }
 }

@@ -88,7 +88,7 @@ public sealed partial class UNet2DCheckpoint
             if (stored.TryGetValue(name, out var other))
             {
                 wrong.Add(name);
-                extraLines.Add($"  duplicate: '{other.Name}' and '{info.Name}' both provide {name}");
+                extraLines.Add($"duplicate: '{Shown(other.Name)}' and '{Shown(info.Name)}' both provide {Shown(name)}");
             }
             else
             {
@@ -102,7 +102,7 @@ public sealed partial class UNet2DCheckpoint
             if (!expectedNames.Contains(name))
             {
                 unexpected.Add(info.Name);
-                extraLines.Add($"  unexpected: {info.Name} {info.ShapeText}");
+                extraLines.Add($"unexpected: {Shown(info.Name)} {info.ShapeText}");
             }
         }
 
@@ -113,17 +113,17 @@ public sealed partial class UNet2DCheckpoint
             if (!stored.TryGetValue(name, out var info))
             {
                 missing.Add(name);
-                missingLines.Add($"  missing: {name} (expected {SafetensorsTensorInfo.FormatShape(shape)})");
+                missingLines.Add($"missing: {name} (expected {SafetensorsTensorInfo.FormatShape(shape)})");
             }
             else if (!ShapeFits(name, shape, info.Shape))
             {
                 wrong.Add(name);
-                wrongLines.Add($"  wrong shape: {info.Name} is {info.ShapeText}, expected {SafetensorsTensorInfo.FormatShape(shape)}");
+                wrongLines.Add($"wrong shape: {info.Name} is {info.ShapeText}, expected {SafetensorsTensorInfo.FormatShape(shape)}");
             }
             else if (!info.DType.IsFloatingPoint())
             {
                 wrong.Add(name);
-                wrongLines.Add($"  wrong dtype: {info.Name} is {info.DType}, expected a floating-point type");
+                wrongLines.Add($"wrong dtype: {info.Name} is {info.DType}, expected a floating-point type");
             }
             else
             {
@@ -134,12 +134,13 @@ public sealed partial class UNet2DCheckpoint
         var details = missingLines.Concat(wrongLines).Concat(extraLines).ToList();
         if (details.Count > 0)
         {
-            string problem = $"the weights do not match the config ({details.Count} problem{(details.Count == 1 ? "" : "s")}):"
-                + Environment.NewLine + string.Join(Environment.NewLine, details);
-            throw new CheckpointMismatchException(file.Path, problem, missing, unexpected, wrong);
+            throw new CheckpointMismatchException(file.Path, details, missing, unexpected, wrong);
         }
         return binding;
     }
+
+    /// <summary>Stored names come from the file; a hostile 100 MB name must not become a 100 MB message.</summary>
+    private static string Shown(string name) => SafetensorsHeader.Truncate(name);
 
     /// <summary>
     /// Checkpoints saved before diffusers 0.14 name attention weights query/key/value/proj_attn; they are the same

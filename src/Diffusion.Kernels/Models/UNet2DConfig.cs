@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Diffusion.Kernels.IO;
 
 namespace Diffusion.Kernels.Models;
 
@@ -180,8 +181,11 @@ public sealed record UNet2DConfig
     }
 }
 
-/// <summary>Reading the small JSON files of a diffusers folder with size limits and typed errors.</summary>
-internal static class ConfigFiles
+/// <summary>
+/// Reading the small JSON files of a diffusers folder (the UNet's config.json, scheduler_config.json) with one
+/// size limit, counted as the bytes arrive, and typed errors.
+/// </summary>
+public static class ConfigFiles
 {
     /// <summary>A diffusers config is a few kilobytes; anything near this is not one.</summary>
     public const long MaxConfigBytes = 16 << 20;
@@ -190,21 +194,29 @@ internal static class ConfigFiles
 
     public static string ReadText(string path)
     {
+        ArgumentNullException.ThrowIfNull(path);
+        byte[] bytes;
         try
         {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-            if (stream.Length > MaxConfigBytes)
-                throw new ModelConfigException(path, null, $"is {stream.Length} bytes; a config file is a few kilobytes, so this is not one");
-            using var reader = new StreamReader(stream, new UTF8Encoding(false, throwOnInvalidBytes: true));
-            string text = reader.ReadToEnd();
-            if (text.StartsWith("version https://git-lfs", StringComparison.Ordinal))
-                throw new ModelConfigException(path, null, "is a Git LFS pointer: the real file was not downloaded (run 'git lfs pull' in the model repository)");
-            return text;
+            bytes = InputFile.ReadAllBytes(path, MaxConfigBytes, "a config file is a few kilobytes, so this is not one");
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DecoderFallbackException)
+        catch (UnusableFileException e)
         {
-            throw new ModelConfigException(path, null, e is DecoderFallbackException ? "is not UTF-8 text" : $"cannot be read: {e.Message}", e);
+            throw new ModelConfigException(path, null, e.Problem, e);
         }
+        string text;
+        try
+        {
+            // A byte-order mark is legal in UTF-8 text and means nothing; StreamReader used to skip it for us.
+            text = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes).TrimStart('\uFEFF');
+        }
+        catch (DecoderFallbackException e)
+        {
+            throw new ModelConfigException(path, null, "is not UTF-8 text", e);
+        }
+        if (text.StartsWith("version https://git-lfs", StringComparison.Ordinal))
+            throw new ModelConfigException(path, null, "is a Git LFS pointer: the real file was not downloaded (run 'git lfs pull' in the model repository)");
+        return text;
     }
 
     public static JsonDocument ParseObject(string json, string path)

@@ -82,20 +82,8 @@ public sealed record SchedulerConfig
     /// <summary>diffusers' own defaults (DDPMScheduler()): linear β from 1e-4 to 0.02 over 1000 steps.</summary>
     public static SchedulerConfig Default { get; } = new() { Source = "default scheduler config" };
 
-    /// <summary>Reads a diffusers scheduler_config.json.</summary>
-    public static SchedulerConfig Load(string path)
-    {
-        string json;
-        try
-        {
-            json = File.ReadAllText(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new DiffusionException($"{path}: cannot read the scheduler config: {e.Message}", e);
-        }
-        return Parse(json, path);
-    }
+    /// <summary>Reads a diffusers scheduler_config.json, under the same size limit as every config file.</summary>
+    public static SchedulerConfig Load(string path) => Parse(ConfigFiles.ReadText(path), path);
 
     public static SchedulerConfig Parse(string json, string source)
     {
@@ -134,9 +122,7 @@ public sealed record SchedulerConfig
             RejectUnlessText("solver_type", "midpoint", "only the \"midpoint\" second-order solver is supported");
             RejectUnlessText("final_sigmas_type", "zero", "only \"zero\" (the last step lands on σ = 0) is supported");
 
-            int timesteps = Int("num_train_timesteps") ?? 1000;
-            if (timesteps < 2 || timesteps > 100_000)
-                throw Error("num_train_timesteps", $"{timesteps} is outside 2..100000");
+            int timesteps = Int("num_train_timesteps", 2, 100_000) ?? 1000;
 
             var config = new SchedulerConfig
             {
@@ -199,12 +185,17 @@ public sealed record SchedulerConfig
         private JsonElement? Field(string name) =>
             root.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null ? value : null;
 
-        private int? Int(string name)
+        private int? Int(string name) => Int(name, int.MinValue, int.MaxValue);
+
+        /// <summary>An integer within [min, max]; an integer beyond it (10^12) is told as out of range, not as "not an integer".</summary>
+        private int? Int(string name, int min, int max)
         {
             if (Field(name) is not { } value) return null;
-            if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt32(out int result))
+            if (value.ValueKind != JsonValueKind.Number || !value.TryGetDouble(out double number) || number != Math.Floor(number))
                 throw Error(name, $"expected an integer, got {value.GetRawText()}");
-            return result;
+            if (number < min || number > max)
+                throw Error(name, min == int.MinValue ? $"{value.GetRawText()} does not fit a 32-bit integer" : $"{value.GetRawText()} is outside {min}..{max}");
+            return (int)number;
         }
 
         private double? Double(string name)

@@ -12,11 +12,17 @@ internal static class DiffuseProcess
 
     public static Result Run(params string[] args) => Finish(Start(args), args);
 
+    /// <summary>Runs diffuse in <paramref name="directory"/>, for commands that write to the current folder.</summary>
+    public static Result RunIn(string directory, params string[] args) => Finish(Start(args, directory), args);
+
     /// <summary>Starts diffuse without waiting, for tests that interrupt it.</summary>
-    public static Process Start(params string[] args)
+    public static Process Start(params string[] args) => Start(args, workingDirectory: null);
+
+    private static Process Start(string[] args, string? workingDirectory)
     {
         var start = new ProcessStartInfo("dotnet")
         {
+            WorkingDirectory = workingDirectory ?? "",
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,

@@ -14,9 +14,9 @@ public sealed class AtomicFileTests : IDisposable
     {
         string path = Path.Combine(_folder, "out.png");
         File.WriteAllText(path, "old");
-        var act = () => AtomicFile.Write(path, overwrite: true, temporary =>
+        var act = () => AtomicFile.Write(path, overwrite: true, stream =>
         {
-            File.WriteAllText(temporary, "half");
+            stream.Write("half"u8);
             throw new OperationCanceledException();
         });
         act.Should().Throw<OperationCanceledException>();
@@ -41,10 +41,10 @@ public sealed class AtomicFileTests : IDisposable
         string path = Path.Combine(_folder, "out.png");
         File.WriteAllText(path, "old");
         string? seen = null;
-        AtomicFile.Write(path, overwrite: true, temporary =>
+        AtomicFile.Write(path, overwrite: true, stream =>
         {
-            seen = temporary;
-            File.WriteAllText(temporary, "new");
+            seen = ((FileStream)stream).Name;
+            stream.Write("new"u8);
             File.ReadAllText(path).Should().Be("old", "the destination is untouched until the rename");
         });
         Path.GetDirectoryName(seen).Should().Be(_folder);

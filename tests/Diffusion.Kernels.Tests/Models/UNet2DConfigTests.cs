@@ -143,7 +143,7 @@ public class UNet2DConfigTests
         using var dir = new IO.TempDirectory();
         string absent = dir.File("config.json");
         var missing = () => UNet2DConfig.Load(absent);
-        missing.Should().Throw<ModelConfigException>().Where(e => e.FilePath == absent && e.Problem.Contains("cannot be read"));
+        missing.Should().Throw<ModelConfigException>().Where(e => e.FilePath == absent && e.Problem == "does not exist");
 
         File.WriteAllText(absent, "version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 10\n");
         var pointer = () => UNet2DConfig.Load(absent);

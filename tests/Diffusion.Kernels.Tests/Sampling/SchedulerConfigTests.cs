@@ -1,5 +1,6 @@
 using System.Globalization;
 using Diffusion.Kernels.Backends.Cpu;
+using Diffusion.Kernels.Models;
 using Diffusion.Kernels.Sampling;
 using FluentAssertions;
 
@@ -125,10 +126,10 @@ public class SchedulerConfigTests
     }
 
     [Fact]
-    public void Load_reports_a_missing_file_as_a_diffusion_exception()
+    public void Load_reports_a_missing_file_as_a_bad_model()
     {
         var act = () => SchedulerConfig.Load(Path.Combine(Path.GetTempPath(), "no-such-dir-" + Guid.NewGuid(), "scheduler_config.json"));
-        act.Should().Throw<DiffusionException>().WithMessage("*cannot read the scheduler config*");
+        act.Should().Throw<ModelConfigException>().WithMessage("*scheduler_config.json: does not exist");
     }
 
     [Theory]
