@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using Diffusion.Kernels.IO;
 
 namespace Diffusion.Kernels.Imaging;
 
@@ -51,7 +52,11 @@ public static class PngText
         FileStream stream;
         try
         {
-            stream = File.OpenRead(path);
+            stream = InputFile.OpenRead(path);
+        }
+        catch (UnusableFileException e)
+        {
+            throw new PngFormatException(path, e.Problem);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
