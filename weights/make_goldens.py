@@ -12,6 +12,9 @@ Writes:
   sampler_<case>.safetensors                          scheduler trajectories with a toy model
   schedules.safetensors                               float64 betas / alphas_cumprod of the schedules used
   sampler_cases.json                                  index: case -> scheduler config, steps, eta, seeds
+  torch_randn.safetensors                             torch.randn values of torch's CPU generator (several seeds, lengths)
+  torch_pipeline_<case>.safetensors                   whole pipelines drawn with torch's generator, as diffusers draws
+  torch_pipeline_cases.json                           index: case -> scheduler, steps, eta, seed, batch, model
   README.md                                           what every file holds (generated; key/shape tables)
 """
 import json
@@ -265,6 +268,93 @@ def sampler_golden(case):
                            "trained_betas_in_file": sched.config.get("trained_betas") is not None}
 
 
+# ----------------------------------------------------------------------------- torch's generator
+
+RANDN_SEEDS = [0, 1, 3, 42, 2**32 + 5, 2**63 + 12345]
+# Drawn one after another from one generator: under 16 values torch uses its float64 Box-Muller and keeps the
+# spare value across calls (1 and 7 leave one), from 16 on the float32 AVX2 blocks of 16 (17, 31, 100 recompute a
+# partial last block).
+RANDN_LENGTHS = [1, 7, 15, 16, 17, 31, 100]
+RANDN_LONG_SHAPE = (2, 3, 32, 32)
+RANDN_LONG_SEED = 2**32 + 5
+
+
+def check_avx2_randn():
+    """torch.randn's float path differs in the last bits between its AVX2 kernel and the scalar one; the goldens
+    must come from the AVX2 kernel (what torch runs on every x86-64 CPU with AVX2, AVX-512 included)."""
+    with open("/proc/cpuinfo") as f:
+        assert " avx2 " in f.read(), "torch_randn goldens need a CPU with AVX2 (torch's AVX2 normal kernel)"
+    assert os.environ.get("ATEN_CPU_CAPABILITY", "avx2") in ("avx2", "avx512"), "unset ATEN_CPU_CAPABILITY"
+
+
+def randn_golden():
+    check_avx2_randn()
+    tensors = {}
+    for seed in RANDN_SEEDS:
+        g = torch.Generator().manual_seed(seed)
+        tensors[f"seed_{seed}"] = torch.cat([torch.randn(n, generator=g) for n in RANDN_LENGTHS]).numpy()
+    g = torch.Generator().manual_seed(RANDN_LONG_SEED)
+    tensors[f"seed_{RANDN_LONG_SEED}.long"] = torch.randn(RANDN_LONG_SHAPE, generator=g).numpy().reshape(-1)
+    meta = {"seeds": json.dumps(RANDN_SEEDS), "lengths": json.dumps(RANDN_LENGTHS),
+            "long": json.dumps({"seed": RANDN_LONG_SEED, "shape": list(RANDN_LONG_SHAPE)})}
+    return tensors, meta
+
+
+# name, scheduler class, config overrides, steps, eta, seed, batch, model ("tiny": unet_tiny's weights at
+# 16x16, or "toy": reference_schedulers.toy_model), sample shape (C, H, W)
+TORCH_PIPELINE_CASES = [
+    ("ddpm_b1", "DDPMScheduler", {}, 10, 0.0, 0, 1, "tiny", (3, 16, 16)),
+    ("ddpm_b2", "DDPMScheduler", {}, 10, 0.0, 2**32 + 1, 2, "tiny", (3, 16, 16)),
+    ("ddim_eta0_b2", "DDIMScheduler", {}, 10, 0.0, 3, 2, "tiny", (3, 16, 16)),
+    ("ddim_eta1_b1", "DDIMScheduler", {}, 10, 1.0, 4, 1, "tiny", (3, 16, 16)),
+    ("ddim_eta05_b2", "DDIMScheduler", {}, 10, 0.5, 5, 2, "tiny", (3, 16, 16)),
+    ("euler_a_b2_toy", "EulerAncestralDiscreteScheduler", {}, 10, 0.0, 6, 2, "toy", (1, 6, 5)),
+    ("dpmpp2m_b2_toy", "DPMSolverMultistepScheduler", {}, 8, 0.0, 7, 2, "toy", (1, 6, 5)),
+    # 3 x 1 x 1 x 5 = 15 values, an odd count under 16: torch's float64 path, a spare value carried from each draw to the next.
+    ("ddpm_small_toy", "DDPMScheduler", {"steps_offset": 1}, 10, 0.0, 8, 3, "toy", (1, 1, 5)),
+]
+
+
+def draws_noise(cls, sched, i, eta):
+    """Whether diffusers' step i calls randn_tensor: DDPM for t > 0, DDIM iff eta > 0, Euler ancestral always."""
+    return {"DDPMScheduler": lambda: sched.timesteps[i] > 0, "DDIMScheduler": lambda: eta > 0,
+            "EulerAncestralDiscreteScheduler": lambda: True, "DPMSolverMultistepScheduler": lambda: False}[cls]()
+
+
+def torch_pipeline_golden(case, tiny_model):
+    """diffusers' DDPMPipeline/DDIMPipeline draw order with generator=torch.manual_seed(seed): x_T = randn of the
+    whole (B, C, H, W), then one whole-batch randn per step that draws. No model consumes random numbers, so
+    drawing every step's noise right after x_T gives the same sequence."""
+    name, cls, overrides, n, eta, seed, batch, model_name, chw = case
+    check_avx2_randn()
+    sched = rs.DDIM(overrides, eta=eta) if cls == "DDIMScheduler" else rs.SCHEDULERS[cls](overrides)
+    sched.set_timesteps(n)
+    shape = (batch, *chw)
+    g = torch.Generator().manual_seed(seed)
+    x_t = torch.randn(shape, generator=g).numpy()
+    x_init = (x_t.astype(np.float64) * sched.init_noise_sigma).astype(np.float32)
+    noises = np.stack([torch.randn(shape, generator=g).numpy() if draws_noise(cls, sched, i, eta)
+                       else np.zeros(shape, np.float32) for i in range(n)])
+    if model_name == "tiny":
+        def model(x32, t):
+            with torch.no_grad():
+                return tiny_model(torch.from_numpy(x32), torch.tensor([float(t)], dtype=torch.float32)).numpy()
+    else:
+        model = rs.toy_model
+    res = rs.run_sampler(sched, n, x_init, noises, model=model)
+    # x_init is randn of the seed (torch_randn checks that part): the steps are what these files add.
+    tensors = {"x_first_step": res["x"][1], "x_final": res["x"][-1], "timesteps": res["timesteps"]}
+    cfg_json = rs.config_json(sched.config)
+    meta = {"scheduler_class": cls, "scheduler_config": cfg_json, "num_inference_steps": str(n), "eta": str(eta),
+            "seed": str(seed), "batch": str(batch), "model": model_name,
+            "noise": "torch.manual_seed(seed): x_T = randn((B, C, H, W)), then randn((B, C, H, W)) at each step "
+                     "that draws (DDPM t > 0, DDIM eta > 0, Euler ancestral always, DPM-Solver++ never)"}
+    print(f"torch_pipeline_{name}: |x_final| max {np.abs(res['x'][-1]).max():.4f}")
+    return tensors, meta, {"scheduler_class": cls, "scheduler_config": json.loads(cfg_json), "num_inference_steps": n,
+                           "eta": eta, "seed": seed, "batch": batch, "model": model_name, "sample_shape": list(chw),
+                           "file": f"torch_pipeline_{name}.safetensors"}
+
+
 def main():
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -314,6 +404,21 @@ def main():
         save(entry["file"], t, m, case[6])
         index[case[0]] = entry
     write_json("sampler_cases.json", index)
+
+    # d) torch's generator: raw randn values, then whole pipelines drawn as diffusers draws
+    t, m = randn_golden()
+    save("torch_randn.safetensors", t, m,
+         "torch.randn (float32) of torch.Generator().manual_seed(seed): per seed, lengths " +
+         f"{RANDN_LENGTHS} drawn one after another from one generator and concatenated (seed_<seed>); "
+         f"seed_{RANDN_LONG_SEED}.long = randn({RANDN_LONG_SHAPE}) of a fresh generator.")
+    tiny = synthetic_model(TINY_CONFIG, 1)
+    index = {}
+    for case in TORCH_PIPELINE_CASES:
+        t, m, entry = torch_pipeline_golden(case, tiny)
+        save(entry["file"], t, m, f"{case[1]} {case[3]} steps, eta {case[4]}, seed {case[5]}, batch {case[6]}, "
+             f"model {case[7]}: x after the first step, x_final")
+        index[case[0]] = entry
+    write_json("torch_pipeline_cases.json", index)
 
     write_readme()
     total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
@@ -365,6 +470,13 @@ DPM-Solver++(2M), Euler ancestral in float64), `weights/safetensors_io.py`.
   absent keys take diffusers defaults (DDPM/DDIM: spacing `leading`, clip_sample true; DPM/Euler: `linspace`).
   `lambda_min_clipped: null` means -inf (JSON has no infinity). `eta` (DDIM) is a step argument, stored
   beside the config. Seeds: `seed` in `__metadata__`/`sampler_cases.json` drives both `x_init` and `noise`.
+* **torch's generator** (`torch_randn.safetensors`, `torch_pipeline_<case>.safetensors`, index in
+  `torch_pipeline_cases.json`): raw `torch.randn` float32 values of `torch.Generator().manual_seed(seed)` (the
+  AVX2 kernel torch runs on any x86-64 CPU with AVX2; the script refuses to run on another), and whole
+  pipelines whose noise torch drew in diffusers' order: x_T = `randn((B, C, H, W))`, then one `randn((B, C, H, W))`
+  per step that draws (DDPM t > 0, DDIM eta > 0, Euler ancestral always, DPM-Solver++ never), through the
+  reference schedulers above with the tiny U-Net (`unet_tiny.safetensors`' weights, 16x16) or the toy model.
+  Each holds `x_first_step`, `x_final` and `timesteps`.
 
 ## Expected tolerances
 
@@ -374,6 +486,8 @@ DPM-Solver++(2M), Euler ancestral in float64), `weights/safetensors_io.py`.
 * Sampler trajectories (`x`): <= 1e-4 abs + 1e-4 relative (C# uses float32 coefficients and float32
   arithmetic; our reference is float64 math rounded to float32 each step). Timesteps: exact.
   `alphas_cumprod`/`sigmas`: <= 1e-12 relative in double (diffusers itself is float32 there, ~1e-6).
+* `torch_randn`: bit-exact. `torch_pipeline_*`: the noise is bit-exact, so only float32 arithmetic
+  differs: <= 1e-4 abs (tiny U-Net), as for the sampler trajectories (toy).
 
 ## Files
 """

@@ -411,14 +411,16 @@ def toy_model(x32, t):
     return (s * x + (1.0 - s) * (np.tanh(0.5 * x) + 0.1 * np.sin(x * t / 100.0))).astype(np.float32)
 
 
-def run_sampler(sched, n, x_init32, noises32):
-    """Runs the full loop. Returns dict of stacked float32 arrays + timesteps/sigmas."""
+def run_sampler(sched, n, x_init32, noises32, model=None):
+    """Runs the full loop with `model(x32, t) -> float32 output` (toy_model by default).
+    Returns dict of stacked float32 arrays + timesteps/sigmas."""
+    model = model or toy_model
     ts = sched.set_timesteps(n)
     x = np.asarray(x_init32, np.float32)
     xs, mins, mouts, x0s, used = [x], [], [], [], []
     for i in range(len(ts)):
         mi = np.asarray(sched.scale_model_input(x.astype(np.float64), i)).astype(np.float32)
-        m = toy_model(mi, ts[i])
+        m = model(mi, ts[i])
         prev, x0, u = sched.step(m.astype(np.float64), i, x.astype(np.float64), noises32[i].astype(np.float64))
         x = prev.astype(np.float32)
         xs.append(x)

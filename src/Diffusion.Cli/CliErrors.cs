@@ -1,5 +1,6 @@
 using Diffusion.Kernels;
 using Diffusion.Kernels.IO;
+using Diffusion.Kernels.Imaging;
 using Diffusion.Kernels.Backends;
 using Diffusion.Kernels.Backends.Cuda;
 using Diffusion.Kernels.Models;
@@ -52,7 +53,7 @@ internal static class CliErrors
         OutputExistsException => ExitCodes.OutputExists,
         OutputUnwritableException => ExitCodes.OutputUnwritable,
         ModelConfigException => ExitCodes.BadModel,
-        SafetensorsFormatException => ExitCodes.BadInput,
+        SafetensorsFormatException or PngFormatException => ExitCodes.BadInput,
         NonFiniteSampleException => ExitCodes.NonFinite,
         InsufficientMemoryForBatchException or InsufficientMemoryException or OutOfMemoryException => ExitCodes.OutOfMemory,
         CudaException { IsOutOfMemory: true } => ExitCodes.OutOfMemory,

@@ -43,6 +43,10 @@ public static class GenerateCommand
         var steps = CliOptions.WholeNumber("--steps", "N", "sampling steps, at most the model's num_train_timesteps (default: ddpm all of them, ddim 50, dpm++2m 20, euler-a 30)", 1);
         var eta = CliOptions.Number("--eta", "E", "DDIM η: 0 deterministic (default) … 1 DDPM-like", 0, 1);
         var seed = CliOptions.Seed("random seed (default: a fresh one, printed so the run can be repeated)");
+        var rng = CliOptions.Choice("--rng", "what the seed drives: torch gives the noise of diffusers with torch.manual_seed(S); " +
+            "splitmix is our own stream, which the first image of a batch shares with a run of one (default: torch)",
+            [.. Enum.GetValues<RngKind>().Select(kind => (NoiseSource.NameOf(kind), kind))]);
+        var from = CliOptions.InputPath("--from", "IMAGE.png", "take every option not given here from the metadata of an image diffuse wrote");
         var batch = CliOptions.WholeNumber("--batch", "B", $"images to generate, tiled into a grid (default: {DefaultModelBatch} with the embedded model, else 1); " +
             $"large batches run in chunks sized to memory", 1, Pipeline.MaxBatch);
         var device = CliOptions.Device();
@@ -56,20 +60,52 @@ public static class GenerateCommand
         var command = new Command("generate", "Generate images from noise with a diffusion U-Net.\n\nExamples:\n" +
             string.Join("\n", Examples.Select(e => "  " + e)))
         {
-            model, sampler, steps, eta, seed, batch, device, noise, saveTensor, output, scale, force, verbose,
+            model, sampler, steps, eta, seed, rng, from, batch, device, noise, saveTensor, output, scale, force, verbose,
         };
-        command.SetAction((parse, ct) => CliErrors.Run(parse.GetValue(verbose), () => Generate(new Request(
-            parse.GetValue(model), parse.GetValue(sampler) ?? SamplerKind.Ddim, parse.GetValue(steps), parse.GetValue(eta) ?? 0,
-            parse.GetValue(seed), parse.GetValue(batch), parse.GetValue(device) ?? DeviceKind.Auto, parse.GetValue(noise),
-            parse.GetValue(saveTensor), parse.GetValue(output), parse.GetValue(scale), parse.GetValue(force), parse.GetValue(verbose)),
-            Console.Error, ct)));
+        command.SetAction((parse, ct) => CliErrors.Run(parse.GetValue(verbose), () =>
+        {
+            // --from fills in what the command line leaves out; anything given here wins.
+            var past = parse.GetValue(from) is { } image ? ReadMetadata(image) : null;
+            var request = new Request(
+                parse.GetValue(model) ?? past?.ModelArgument, parse.GetValue(sampler) ?? past?.Sampler ?? SamplerKind.Ddim,
+                parse.GetValue(steps) ?? past?.Metadata.Steps, parse.GetValue(eta) ?? past?.Metadata.Eta ?? 0,
+                parse.GetValue(seed) ?? past?.Metadata.Seed, parse.GetValue(batch) ?? past?.Metadata.BatchSize,
+                parse.GetValue(device) ?? DeviceKind.Auto, parse.GetValue(noise) ?? past?.Metadata.NoiseFile,
+                parse.GetValue(saveTensor), parse.GetValue(output), parse.GetValue(scale) ?? past?.Metadata.Scale,
+                parse.GetValue(force), parse.GetValue(verbose))
+            {
+                Rng = parse.GetValue(rng) ?? past?.Rng ?? RngKind.Torch,
+            };
+            return Generate(request, Console.Error, ct);
+        }));
         return command;
     }
 
     /// <summary>The parsed command line; null means "not given".</summary>
     public sealed record Request(
         string? Model, SamplerKind Sampler, int? Steps, double Eta, ulong? Seed, int? Batch, DeviceKind Device,
-        string? Noise, string? SaveTensor, string? Out, int? Scale, bool Force, bool Verbose);
+        string? Noise, string? SaveTensor, string? Out, int? Scale, bool Force, bool Verbose)
+    {
+        public RngKind Rng { get; init; } = RngKind.Torch;
+    }
+
+    /// <summary>What the image metadata says, in the command line's terms; the embedded model is "default" there.</summary>
+    private sealed record PastRun(ImageMetadata Metadata, string? ModelArgument, SamplerKind Sampler, RngKind? Rng);
+
+    private static PastRun ReadMetadata(string path)
+    {
+        var metadata = ImageMetadata.FromTextChunks(PngText.Read(path), path)
+            ?? throw new UsageException($"--from {path}: the image holds no diffuse metadata ('{ImageMetadata.JsonKeyword}' text chunk); it was not written by diffuse generate");
+        if (!Scheduler.TryParseKind(metadata.Scheduler, out var sampler))
+            throw new UsageException($"--from {path}: its scheduler '{metadata.Scheduler}' is not one of ddpm, ddim, dpm++2m, euler-a");
+        RngKind? rng = null;
+        if (metadata.Rng is { } name)
+            rng = NoiseSource.TryParseKind(name, out var kind) ? kind : throw new UsageException($"--from {path}: its rng '{name}' is not one of torch, splitmix");
+        return new PastRun(metadata, metadata.Model == DefaultModelName ? null : metadata.Model, sampler, rng);
+    }
+
+    /// <summary>How the metadata names the embedded model; a folder of that name is written as ./default.</summary>
+    private const string DefaultModelName = "default";
 
     /// <summary>Runs the command; status, progress and errors (one line each) go to <paramref name="log"/>.</summary>
     public static int Run(Request request, TextWriter log, CancellationToken cancellationToken)
@@ -109,6 +145,7 @@ public static class GenerateCommand
             Steps = request.Steps,
             Eta = request.Eta,
             Seed = seed,
+            Rng = request.Rng,
             Batch = request.Batch ?? (request.Model is null ? DefaultModelBatch : 1),
             InitialNoise = initialNoise,
         };
@@ -136,14 +173,16 @@ public static class GenerateCommand
             Steps = settings.Steps,
             Eta = settings.Eta,
             Seed = settings.Seed,
+            Rng = settings.Rng,
             Batch = settings.Batch,
             InitialNoise = settings.InitialNoise,
         };
         var (_, height, width) = denoiser.SampleShape;
         // Refuses a batch that does not fit in memory (exit 6) before the sampling line, and says how it will run.
         var plan = Pipeline.PlanBatch(denoiser, initialNoise?.Shape[0] ?? options.Batch, initialNoise?.Shape[2] ?? height, initialNoise?.Shape[3] ?? width);
-        string noiseOrigin = initialNoise is null ? $"seed {seed}"
-            : drawsStepNoise ? $"initial noise from {request.Noise}, seed {seed} for the noise of later steps"
+        string rngName = NoiseSource.NameOf(request.Rng);
+        string noiseOrigin = initialNoise is null ? $"seed {seed}, rng {rngName}"
+            : drawsStepNoise ? $"initial noise from {request.Noise}, seed {seed} for the noise of later steps, rng {rngName}"
             : $"initial noise from {request.Noise}";
         string chunks = plan.ChunkCount > 1 ? $", {plan.Batch} images in {plan.ChunkCount} chunks of up to {plan.ChunkSize}" : "";
         log.WriteLine($"sampling: {Scheduler.NameOf(request.Sampler)}, {scheduler.StepCount} steps, {noiseOrigin}{chunks}");
@@ -165,11 +204,32 @@ public static class GenerateCommand
                 ["steps"] = scheduler.StepCount.ToString(CultureInfo.InvariantCulture),
                 ["eta"] = request.Eta.ToString(CultureInfo.InvariantCulture),
             };
-            if (seedMatters) metadata["seed"] = seed.ToString(CultureInfo.InvariantCulture);
+            if (seedMatters)
+            {
+                metadata["seed"] = seed.ToString(CultureInfo.InvariantCulture);
+                metadata["rng"] = rngName;
+            }
             outputs.Add(new(savePath, stream => SafetensorsWriter.WriteTo(stream, [new("sample", samples)], metadata)));
         }
         int scale = request.Scale ?? ImageGrid.ReadableScale(samples.Shape[2], samples.Shape[3]);
-        outputs.Add(new(outPath, stream => stream.Write(Png.Encode(ImageGrid.FromSamples(samples, scale)))));
+        int count = samples.Shape[0];
+        var imageMetadata = new ImageMetadata
+        {
+            Model = request.Model is null ? DefaultModelName : request.Model == DefaultModelName ? "./" + DefaultModelName : request.Model,
+            Scheduler = Scheduler.NameOf(request.Sampler),
+            Steps = scheduler.StepCount,
+            Eta = request.Eta,
+            Seed = seedMatters ? seed : null,
+            Rng = seedMatters ? rngName : null,
+            NoiseFile = request.Noise,
+            Width = samples.Shape[3],
+            Height = samples.Shape[2],
+            BatchSize = count,
+            BatchIndex = count == 1 ? 0 : null,
+            Grid = count == 1 ? null : ImageGrid.Layout(count),
+            Scale = scale,
+        };
+        outputs.Add(new(outPath, stream => stream.Write(Png.Encode(ImageGrid.FromSamples(samples, scale), imageMetadata.ToTextChunks()))));
         OutputFiles.WriteAll(outputs, request.Force, cancellationToken);
         log.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"wrote {outPath}: {samples.Shape[0]} image(s) of {samples.Shape[1]}×{samples.Shape[2]}×{samples.Shape[3]} in {clock.Elapsed.TotalSeconds:0.0} s"));

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Diffusion.Kernels;
 using Diffusion.Kernels.IO;
+using Diffusion.Kernels.Imaging;
 using Diffusion.Kernels.Models;
 using Diffusion.Kernels.Sampling;
 
@@ -16,9 +17,9 @@ public static class InfoCommand
 {
     public static Command Create()
     {
-        var path = CliOptions.InputPathArgument("path", "PATH", "diffusers UNet or pipeline folder, or the UNet's config.json");
+        var path = CliOptions.InputPathArgument("path", "PATH", "diffusers UNet or pipeline folder, the UNet's config.json, or a PNG diffuse generate wrote");
         var verbose = CliOptions.Verbose("print stack traces with errors");
-        var command = new Command("info", "Describe a model: architecture, parameter count, dtypes, scheduler.") { path, verbose };
+        var command = new Command("info", "Describe a model (architecture, parameter count, dtypes, scheduler) or what made an image.") { path, verbose };
         command.SetAction((parse, ct) => Task.FromResult(ConsoleStreams.RequireOutput(
             Run(parse.GetValue(path)!, Console.Out, Console.Error, parse.GetValue(verbose), ct))));
         return command;
@@ -31,6 +32,14 @@ public static class InfoCommand
     public static int Run(string path, TextWriter output, TextWriter error, bool verbose = false, CancellationToken cancellationToken = default) =>
         CliErrors.Execute(verbose, () =>
         {
+            if (path.EndsWith(".png", StringComparison.OrdinalIgnoreCase) && !Directory.Exists(path))
+            {
+                var image = new StringWriter(CultureInfo.InvariantCulture);
+                DescribeImage(path, image);
+                output.Write(image.ToString());
+                output.Flush();
+                return ExitCodes.Success;
+            }
             var folder = ModelFolder.Open(path);
             var checkpoint = UNet2DCheckpoint.Load(folder, cancellationToken);
             var text = new StringWriter(CultureInfo.InvariantCulture);
@@ -39,6 +48,32 @@ public static class InfoCommand
             output.Flush();
             return ExitCodes.Success;
         }, error);
+
+    /// <summary>The image's generation metadata (<see cref="ImageMetadata"/>), or the text another program left in it.</summary>
+    private static void DescribeImage(string path, TextWriter w)
+    {
+        var chunks = PngText.Read(path);
+        var metadata = ImageMetadata.FromTextChunks(chunks, path);
+        w.WriteLine($"Image       {path}");
+        if (metadata is null)
+        {
+            if (chunks.Count == 0) throw new PngFormatException(path, "holds no text chunks, so nothing says what made it");
+            foreach (var (keyword, text) in chunks) w.WriteLine($"{keyword,-11} {text.ReplaceLineEndings(" / ")}");
+            w.WriteLine($"Re-run      not possible: no '{ImageMetadata.JsonKeyword}' chunk (not written by diffuse generate)");
+            return;
+        }
+        w.WriteLine($"Parameters  {metadata.ToParameters()}");
+        w.WriteLine($"Model       {metadata.Model}");
+        string eta = metadata.Scheduler == "ddim" ? $", η {metadata.Eta.ToString(CultureInfo.InvariantCulture)}" : "";
+        w.WriteLine($"Sampler     {metadata.Scheduler}, {metadata.Steps} steps{eta}");
+        string noise = metadata.NoiseFile is { } file ? $"initial noise from {file}" : "";
+        string seed = metadata.Seed is { } s ? $"seed {s} ({metadata.Rng})" : "";
+        w.WriteLine($"Noise       {string.Join("; ", new[] { noise, seed }.Where(t => t.Length > 0))}");
+        string layout = metadata.Grid is var (columns, rows) ? $"a {columns}×{rows} grid of the batch of {metadata.BatchSize} (row-major)"
+            : $"image {metadata.BatchIndex} of a batch of {metadata.BatchSize}";
+        w.WriteLine($"Images      {layout}, each {metadata.Width}×{metadata.Height}, shown {metadata.Scale}× enlarged");
+        w.WriteLine($"Re-run      diffuse generate --from {path}");
+    }
 
     private static void Describe(ModelFolder folder, UNet2DCheckpoint checkpoint, TextWriter w)
     {

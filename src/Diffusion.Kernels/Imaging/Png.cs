@@ -5,22 +5,25 @@ using System.Text;
 namespace Diffusion.Kernels.Imaging;
 
 /// <summary>
-/// A minimal PNG encoder (RFC 2083 / ISO 15948): signature, IHDR, one zlib-compressed IDAT, IEND, each chunk
-/// closed by its CRC-32. 8-bit grayscale or RGB, no interlacing, filter "None" on every row: enough for every
-/// viewer, and simple enough to read in one sitting.
+/// A minimal PNG encoder (RFC 2083 / ISO 15948): signature, IHDR, the tEXt chunks given (keyword, NUL, Latin-1
+/// text), one zlib-compressed IDAT, IEND, each chunk closed by its CRC-32. 8-bit grayscale or RGB, no
+/// interlacing, filter "None" on every row: enough for every viewer, and simple enough to read in one sitting.
+/// <see cref="PngText"/> reads the text back.
 /// </summary>
 public static class Png
 {
-    private static ReadOnlySpan<byte> Signature => [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    internal static ReadOnlySpan<byte> Signature => [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
 
     /// <summary>
     /// Writes the samples (a grid when batched, each pixel a <paramref name="scale"/>² block) to
     /// <paramref name="path"/> atomically (see <see cref="AtomicFile"/>).
     /// </summary>
-    public static void Save(string path, HostTensor samples, bool overwrite = true, int scale = 1) =>
-        AtomicFile.WriteAllBytes(path, Encode(ImageGrid.FromSamples(samples, scale)), overwrite);
+    public static void Save(string path, HostTensor samples, bool overwrite = true, int scale = 1,
+        IReadOnlyList<KeyValuePair<string, string>>? text = null) =>
+        AtomicFile.WriteAllBytes(path, Encode(ImageGrid.FromSamples(samples, scale), text), overwrite);
 
-    public static byte[] Encode(Image8 image)
+    /// <summary>The PNG file of <paramref name="image"/>, with one tEXt chunk per entry of <paramref name="text"/>, in order.</summary>
+    public static byte[] Encode(Image8 image, IReadOnlyList<KeyValuePair<string, string>>? text = null)
     {
         ArgumentNullException.ThrowIfNull(image);
         byte colorType = image.Channels switch
@@ -44,6 +47,7 @@ public static class Png
         header[11] = 0; // filter method 0
         header[12] = 0; // no interlace
         WriteChunk(file, "IHDR", header);
+        foreach (var (keyword, value) in text ?? []) WriteChunk(file, "tEXt", PngText.Encode(keyword, value));
 
         WriteChunk(file, "IDAT", CompressRows(image));
         WriteChunk(file, "IEND", []);
@@ -67,7 +71,7 @@ public static class Png
     }
 
     /// <summary>length (big-endian), type, data, CRC-32 of type and data.</summary>
-    private static void WriteChunk(Stream output, string type, ReadOnlySpan<byte> data)
+    internal static void WriteChunk(Stream output, string type, ReadOnlySpan<byte> data)
     {
         Span<byte> word = stackalloc byte[4];
         BinaryPrimitives.WriteInt32BigEndian(word, data.Length);
