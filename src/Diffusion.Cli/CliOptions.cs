@@ -110,7 +110,7 @@ internal static class CliOptions
     {
         Description = description,
         HelpName = helpName,
-        CustomParser = result => Token(result).Trim().Length > 0 ? Token(result) : Refuse<string?>(result, $"the name is empty; name a {helpName}"),
+        CustomParser = result => Token(result).Trim().Length > 0 ? Token(result) : Refuse<string?>(result, "the path is empty"),
     };
 
     /// <summary><see cref="InputPath"/> as a positional argument.</summary>
@@ -118,7 +118,7 @@ internal static class CliOptions
     {
         Description = description,
         HelpName = helpName,
-        CustomParser = result => Token(result).Trim().Length > 0 ? Token(result) : Refuse<string>(result, $"the name is empty; name a {helpName}"),
+        CustomParser = result => Token(result).Trim().Length > 0 ? Token(result) : Refuse<string>(result, "the path is empty"),
     };
 
     public delegate bool PartParser<T>(string part, out T value);
