@@ -21,7 +21,7 @@ internal static class BenchCommand
     public static Command Create()
     {
         var device = CliOptions.Device();
-        var ops = CliOptions.List("--ops", "OP[,OP...]", "ops to run", $"one of {string.Join(", ", BenchCases.OpNames)}",
+        var ops = CliOptions.List("--ops", "OP[,OP...]", $"ops to run, of {string.Join(", ", BenchCases.OpNames)}", $"one of {string.Join(", ", BenchCases.OpNames)}",
             (string part, out string op) => BenchCases.OpNames.Contains(op = part), DefaultOps);
         var batches = CliOptions.List("--batch", "B[,B...]", "batch sizes", $"a batch size in 1..{MaxBatch}",
             (string part, out int b) => int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out b) && b >= 1 && b <= MaxBatch,

@@ -128,6 +128,12 @@ public sealed partial class CommandLineContractTests : IDisposable
         }
         help.StandardOutput.Should().Contain("<ddpm|ddim|dpm++2m|euler-a>").And.Contain("<cpu|cuda|auto>")
             .And.NotContain("Ddim").And.NotContain("DpmSolverPlusPlus2M").And.NotContain("EulerAncestral").And.NotContain("[default: ");
+
+        // bench --ops lists every op it takes, and takes every op it lists.
+        var bench = DiffuseProcess.Run("bench", "--help").StandardOutput;
+        var listed = Regex.Match(bench, @"ops to run, of ([a-z_, ]+) \(default").Groups[1].Value.Split(", ");
+        listed.Should().BeEquivalentTo(BenchCases.OpNames);
+        foreach (string op in listed) BenchCommand.Create().Parse(["--ops", op]).Errors.Should().BeEmpty(op);
     }
 
     /// <summary>
