@@ -359,13 +359,18 @@ public sealed class FaultInjectionTests : IDisposable
         File.ReadAllText(png).Should().Be("keep me");
     }
 
-    /// <summary>info's product is its standard output: losing it is exit 9, said on stderr.</summary>
+    /// <summary>info's product, and bench's without --json, is its standard output: losing it is exit 9, said on stderr.</summary>
     [Theory]
-    [InlineData(">&-")]
-    [InlineData(">/dev/full")]
-    public void Info_without_a_writable_stdout_exits_9(string redirections)
+    [InlineData("info", ">&-")]
+    [InlineData("info", ">/dev/full")]
+    [InlineData("bench", ">/dev/full")]
+    public void A_command_whose_product_is_stdout_exits_9_without_one(string command, string redirections)
     {
-        var run = DiffuseProcess.RunRedirected(redirections, "info", Model("m"));
+        string[] args = command == "info"
+            ? ["info", Model("m")]
+            : ["bench", "--ops", "sampler", "--batch", "1", "--iterations", "1", "--warmup", "0", "--device", "cpu"];
+
+        var run = DiffuseProcess.RunRedirected(redirections, args);
 
         run.ExitCode.Should().Be(9, run.StandardError);
         OneLine(run.StandardError).Should().StartWith("diffuse: standard output cannot be written");
