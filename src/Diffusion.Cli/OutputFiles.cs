@@ -39,10 +39,8 @@ internal static class OutputFiles
         if (nameBytes > AtomicFile.MaxNameBytes)
             throw new OutputUnwritableException(path, $"the file name is {nameBytes} bytes long; file systems allow at most {AtomicFile.MaxNameBytes}");
 
-        var kind = PosixFile.KindOf(full, followLinks: false);
-        if (kind is not (FileKind.Missing or FileKind.Regular or FileKind.SymbolicLink))
-            throw new OutputUnwritableException(path, $"is {InputFile.Describe(kind)}; only a regular file is ever replaced, --force or not");
-        if (kind != FileKind.Missing && !force) throw new OutputExistsException(path);
+        if (AtomicFile.ReplaceProblem(full) is { } problem) throw new OutputUnwritableException(path, problem + ", --force or not");
+        if (PosixFile.KindOf(full, followLinks: false) != FileKind.Missing && !force) throw new OutputExistsException(path);
 
         string folder = Path.GetDirectoryName(full)!;
         var folderKind = PosixFile.KindOf(folder, followLinks: true);

@@ -51,6 +51,22 @@ public static partial class AtomicFile
     }
 
     /// <summary>
+    /// Why <paramref name="path"/> must not be replaced, or null when it may be: it is missing, a regular file, or
+    /// a symbolic link to one (or to nothing), which is replaced itself. A link to a device is refused like the
+    /// device: <c>--out /dev/stdout --force</c> must not swap the system's /dev/stdout link for a PNG.
+    /// </summary>
+    public static string? ReplaceProblem(string path)
+    {
+        var kind = PosixFile.KindOf(path, followLinks: false);
+        if (kind is FileKind.Missing or FileKind.Regular) return null;
+        if (kind != FileKind.SymbolicLink) return $"is {InputFile.Describe(kind)}; only a regular file is ever replaced";
+        var target = PosixFile.KindOf(path, followLinks: true);
+        return target is FileKind.Missing or FileKind.Regular
+            ? null
+            : $"is a symbolic link to {InputFile.Describe(target)}; only a regular file (or a link to one) is ever replaced";
+    }
+
+    /// <summary>
     /// ".NAME.&lt;32 hex&gt;.tmp" beside the destination, NAME shortened (at a character boundary) so the whole
     /// temporary name fits <see cref="MaxNameBytes"/> whenever the destination's own name does.
     /// </summary>
@@ -147,9 +163,7 @@ public sealed class PendingFile : IDisposable
         ObjectDisposedException.ThrowIf(_committed, this);
         Stream.Flush(flushToDisk: true);
         // Checked again here, not only by callers before their work: rename(2) would replace a device node too.
-        var kind = PosixFile.KindOf(Destination, followLinks: false);
-        if (kind is not (FileKind.Missing or FileKind.Regular or FileKind.SymbolicLink))
-            throw new UnusableFileException(Destination, $"is {InputFile.Describe(kind)}; only a regular file is ever replaced");
+        if (AtomicFile.ReplaceProblem(Destination) is { } problem) throw new UnusableFileException(Destination, problem);
         // The lock stays held through the rename, so no stale-file sweep can delete the file in between.
         File.Move(TemporaryPath, Destination, overwrite);
         _committed = true;

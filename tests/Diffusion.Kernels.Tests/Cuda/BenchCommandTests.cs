@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Diffusion.Kernels.Tests.Cli;
+using Diffusion.Kernels.Tests.IO;
 using FluentAssertions;
 
 namespace Diffusion.Kernels.Tests.Cuda;
@@ -14,7 +15,8 @@ public sealed class BenchCommandTests
     [Fact]
     public void Cpu_bench_writes_a_row_per_shape_and_batch_with_parameters_for_the_pytorch_side()
     {
-        string json = Path.Combine(Directory.CreateTempSubdirectory("diffuse-bench-").FullName, "bench.json");
+        using var folder = new TempDirectory(); // deleted afterwards, unlike a bare temporary subdirectory
+        string json = folder.File("bench.json");
 
         var result = DiffuseProcess.Run("bench", "--device", "cpu", "--ops", "attention,sampler,linear", "--batch", "1,3",
             "--iterations", "2", "--warmup", "0", "--json", json);
