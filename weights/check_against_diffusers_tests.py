@@ -8,10 +8,16 @@
   identical), sample with torch.Generator().manual_seed(0) and compare a 3x3 image slice.
 * Schedulers: tests/schedulers/test_scheduler_{ddim,ddpm,dpm_multi,euler_ancestral}.py full
   loops with the common dummy model m = x*t/(t+1) and dummy_sample_deter.
+* diffuse itself (with --diffuse PATH, the built binary, e.g. src/Diffusion.Cli/bin/Release/net10.0/diffuse):
+  the same two pipeline tests run through `diffuse generate --seed 0` (default --rng torch) on the dummy
+  UNets exported to temporary diffusers folders; the slice of its --save-tensor output must match diffusers'.
 Prints each value next to diffusers' expectation and exits non-zero on a mismatch.
 """
+import json
 import os
+import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import torch
@@ -46,21 +52,53 @@ def pipeline(unet_cfg, hw, sched, noise_in_step):
     return img[0, -3:, -3:, -1].flatten()
 
 
+# diffusers' tests/pipelines/{ddim,ddpm}: the dummy UNet (built right after torch.manual_seed(0)), 2 steps, the
+# image's last 3x3 pixels of the last channel, and the tolerance the test allows.
+DDIM_TEST = (dict(block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=4, sample_size=8, in_channels=3,
+                  out_channels=3, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                  up_block_types=("AttnUpBlock2D", "UpBlock2D")), 8,
+             np.array([0.0, 9.979e-01, 0.0, 9.999e-01, 9.986e-01, 9.991e-01, 7.106e-04, 0.0, 0.0]), 1e-3)
+DDPM_TEST = (dict(block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=3, out_channels=3,
+                  down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D")), 32,
+             np.array([9.956e-01, 5.785e-01, 4.675e-01, 9.930e-01, 0.0, 1.000, 1.199e-03, 2.648e-04, 5.101e-04]), 1e-2)
+
+
 def unet_checks():
     s = rs.DDIM({})
     s.set_timesteps(2)
-    sl = pipeline(dict(block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=4, sample_size=8,
-                       in_channels=3, out_channels=3, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D")), 8, s, False)
-    exp = np.array([0.0, 9.979e-01, 0.0, 9.999e-01, 9.986e-01, 9.991e-01, 7.106e-04, 0.0, 0.0])
-    check("DDIMPipeline fast test slice max|diff|", float(np.abs(sl - exp).max()), 0.0, 1e-3)
+    cfg, hw, exp, tol = DDIM_TEST
+    sl = pipeline(cfg, hw, s, False)
+    check("DDIMPipeline fast test slice max|diff|", float(np.abs(sl - exp).max()), 0.0, tol)
     s = rs.DDPM({})
     s.set_timesteps(2)
-    sl = pipeline(dict(block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=3,
-                       out_channels=3, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D")), 32, s, True)
-    exp = np.array([9.956e-01, 5.785e-01, 4.675e-01, 9.930e-01, 0.0, 1.000, 1.199e-03, 2.648e-04, 5.101e-04])
-    check("DDPMPipeline fast test slice max|diff|", float(np.abs(sl - exp).max()), 0.0, 1e-2)
+    cfg, hw, exp, tol = DDPM_TEST
+    sl = pipeline(cfg, hw, s, True)
+    check("DDPMPipeline fast test slice max|diff|", float(np.abs(sl - exp).max()), 0.0, tol)
+
+
+def diffuse_checks(diffuse):
+    """The pipeline tests through the diffuse binary: its own U-Net, sampler and torch-stream noise."""
+    import safetensors_io as st
+    for name, scheduler, (cfg, hw, exp, tol) in [("DDIMPipeline", "ddim", DDIM_TEST), ("DDPMPipeline", "ddpm", DDPM_TEST)]:
+        torch.manual_seed(0)
+        unet = UNet2DModel(cfg).eval()
+        with tempfile.TemporaryDirectory() as folder:
+            config = {"_class_name": "UNet2DModel", **{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}}
+            with open(os.path.join(folder, "config.json"), "w") as f:
+                json.dump(config, f)
+            st.write(os.path.join(folder, "diffusion_pytorch_model.safetensors"),
+                     {k: v.detach().numpy() for k, v in unet.state_dict().items()})
+            out = os.path.join(folder, "out.safetensors")
+            run = subprocess.run([diffuse, "generate", "--model", folder, "--scheduler", scheduler, "--steps", "2",
+                                  "--seed", "0", "--device", "cpu", "--out", os.path.join(folder, "out.png"),
+                                  "--save-tensor", out], capture_output=True, text=True)
+            if run.returncode != 0:
+                check(f"diffuse {name} exit code ({run.stderr.strip()})", float(run.returncode), 0.0, 0.5)
+                continue
+            x = st.read(out)[0]["sample"].astype(np.float64)
+        img = np.clip(x / 2 + 0.5, 0, 1).transpose(0, 2, 3, 1)
+        sl = img[0, -3:, -3:, -1].flatten()
+        check(f"diffuse generate --seed 0: {name} fast test slice max|diff|", float(np.abs(sl - exp).max()), 0.0, tol)
 
 
 def deter():
@@ -113,5 +151,7 @@ def scheduler_checks():
 if __name__ == "__main__":
     unet_checks()
     scheduler_checks()
+    if "--diffuse" in sys.argv:
+        diffuse_checks(sys.argv[sys.argv.index("--diffuse") + 1])
     print("FAILED: " + ", ".join(FAILED) if FAILED else "all checks passed")
     sys.exit(1 if FAILED else 0)
