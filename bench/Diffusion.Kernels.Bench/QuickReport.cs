@@ -7,10 +7,14 @@ namespace Diffusion.Kernels.Bench;
 /// `dotnet run -c Release --project bench/Diffusion.Kernels.Bench -- quick [filter [threads]]`: a few seconds of
 /// Stopwatch timing per workload (best of several runs), for iterating on a kernel; BenchmarkDotNet is the record.
 /// The filter matches workload names; "forward" breaks a whole forward down by op, "peak" runs only the FMA peak probe
-/// and "bandwidth" only the STREAM probes, which allocate up to 768 MiB and so stay out of the unfiltered run.
+/// and "bandwidth" only the STREAM probes, which allocate up to 768 MiB and so stay out of the unfiltered run. The
+/// backend runs the tier DIFFUSION_CPU_TIER names (else the best); every row names it. "peak" measures every tier.
 /// </summary>
 internal static class QuickReport
 {
+    /// <summary>The tier the rows below ran on, printed in each; the FMA peak rows name their own.</summary>
+    private static string s_tier = "";
+
     public static void Run(string filter, int threads)
     {
         using var backend = new CpuBackend(threads);
@@ -22,7 +26,7 @@ internal static class QuickReport
         }
         if (filter == "peak")
         {
-            ReportAll(Machine.FmaPeaks().Where(w => w.Threads <= backend.Threads).DistinctBy(w => w.Threads), "", w => new FmaPeakFixture(w));
+            ReportAll(Machine.FmaPeaks().Where(w => w.Threads <= backend.Threads), "", w => new FmaPeakFixture(w));
             return;
         }
         if (filter == "bandwidth")
@@ -30,6 +34,7 @@ internal static class QuickReport
             ReportAll(Machine.Bandwidths(), "", w => new BandwidthFixture(backend.Threads, w));
             return;
         }
+        s_tier = CpuTiers.Name(backend.Tier);
         ReportAll(DdpmCifar.Convs(), filter, w => new ConvFixture(backend, w));
         ReportAll(DdpmCifar.Attentions(), filter, w => new AttentionFixture(backend, w));
         ReportAll(DdpmCifar.GroupNorms(), filter, w => new GroupNormFixture(backend, w));
@@ -49,7 +54,8 @@ internal static class QuickReport
     private static void ForwardBreakdown(ForwardWorkload w, int threads)
     {
         const int Runs = 20;
-        using var profiler = new ProfilingBackend(new CpuBackend(threads)) { Enabled = false };
+        var cpu = new CpuBackend(threads);
+        using var profiler = new ProfilingBackend(cpu) { Enabled = false };
         using var fixture = new ForwardFixture(profiler, w.Batch);
         for (int i = 0; i < 3; i++) fixture.Run();
         var times = new double[Runs];
@@ -62,7 +68,7 @@ internal static class QuickReport
         Array.Sort(times);
         double median = times[Runs / 2];
         Console.WriteLine();
-        Console.WriteLine($"{w}: median {median:F2} ms, best {times[0]:F2} ms, {w.Flops / 1e9:F2} GFLOP, {w.Flops / median / 1e6:F0} GFLOP/s at the median");
+        Console.WriteLine($"[{CpuTiers.Name(cpu.Tier)}] {w}: median {median:F2} ms, best {times[0]:F2} ms, {w.Flops / 1e9:F2} GFLOP, {w.Flops / median / 1e6:F0} GFLOP/s at the median");
 
         profiler.Enabled = true;
         long profiledStart = Stopwatch.GetTimestamp();
@@ -104,6 +110,7 @@ internal static class QuickReport
             best = Math.Min(best, clock.Elapsed.TotalSeconds / reps);
         }
         string rate = w.Flops > 0 ? $"{w.Flops / best / 1e9,7:F1} GFLOP/s" : $"{w.Bytes / best / 1e9,7:F1} GB/s";
-        Console.WriteLine($"{best * 1e3,9:F3} ms {rate}  {w}");
+        string tier = w is FmaPeakWorkload ? "" : $"[{s_tier}] ";
+        Console.WriteLine($"{best * 1e3,9:F3} ms {rate}  {tier}{w}");
     }
 }

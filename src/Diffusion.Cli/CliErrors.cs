@@ -1,6 +1,7 @@
 using Diffusion.Kernels;
 using Diffusion.Kernels.IO;
 using Diffusion.Kernels.Backends;
+using Diffusion.Kernels.Backends.Cpu;
 using Diffusion.Kernels.Backends.Cuda;
 using Diffusion.Kernels.Models;
 using Diffusion.Kernels.Sampling;
@@ -46,7 +47,7 @@ internal static class CliErrors
     internal static int CodeFor(Exception e) => e switch
     {
         OperationCanceledException => ExitCodes.Cancelled,
-        UsageException or SamplingOptionsException => ExitCodes.Usage,
+        UsageException or SamplingOptionsException or CpuTierException => ExitCodes.Usage,
         OutputExistsException => ExitCodes.OutputExists,
         ModelConfigException => ExitCodes.BadModel,
         SafetensorsFormatException => ExitCodes.BadInput,

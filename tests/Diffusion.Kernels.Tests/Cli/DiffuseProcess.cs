@@ -12,8 +12,13 @@ internal static class DiffuseProcess
 
     public static Result Run(params string[] args) => Finish(Start(args), args);
 
+    /// <summary>Runs diffuse with extra environment variables set (DIFFUSION_CPU_TIER).</summary>
+    public static Result RunWith(IReadOnlyDictionary<string, string> environment, params string[] args) => Finish(Start(args, environment), args);
+
     /// <summary>Starts diffuse without waiting, for tests that interrupt it.</summary>
-    public static Process Start(params string[] args)
+    public static Process Start(params string[] args) => Start(args, null);
+
+    private static Process Start(string[] args, IReadOnlyDictionary<string, string>? environment)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -26,6 +31,7 @@ internal static class DiffuseProcess
         start.Environment["DOTNET_NOLOGO"] = "1";
         // Tests choose models explicitly or rely on the copy beside the binary, never on the caller's setting.
         start.Environment.Remove("DIFFUSE_DEFAULT_MODEL");
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
         return Process.Start(start)!;
     }
 

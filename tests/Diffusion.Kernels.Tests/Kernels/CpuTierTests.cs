@@ -39,7 +39,7 @@ public class CpuTierTests
     public void An_unknown_tier_name_is_a_one_line_error_listing_the_names()
     {
         var act = () => CpuTiers.Parse("sse9", CpuTiers.EnvironmentVariable);
-        act.Should().Throw<BackendArgumentException>().WithMessage("DIFFUSION_CPU_TIER: unknown CPU tier 'sse9' (expected avx512, avx2 or v128)");
+        act.Should().Throw<CpuTierException>().WithMessage("DIFFUSION_CPU_TIER: unknown CPU tier 'sse9' (expected avx512, avx2 or v128)");
     }
 
     [Fact]
@@ -57,7 +57,7 @@ public class CpuTierTests
         var missing = CpuTiers.All.Where(t => !CpuTiers.IsSupported(t)).ToList();
         if (missing.Count == 0) Assert.Skip("this CPU executes every tier");
         var act = () => new CpuBackend(tier: missing[0]);
-        act.Should().Throw<BackendArgumentException>().WithMessage($"CpuBackend: this CPU cannot execute the {CpuTiers.Name(missing[0])} tier*");
+        act.Should().Throw<CpuTierException>().WithMessage($"CpuBackend: this CPU cannot execute the {CpuTiers.Name(missing[0])} tier*");
     }
 
     /// <summary>Packed panels follow the tier's MR and NR, so another tier would read them as garbage.</summary>

@@ -20,7 +20,7 @@ public sealed partial class CpuBackend : IBackend
 
     /// <param name="threads">Worker threads; 0 means one per logical core.</param>
     /// <param name="tier">The ISA tier; null means DIFFUSION_CPU_TIER if set, else the best the host executes.</param>
-    /// <exception cref="BackendArgumentException">The tier (or the variable's value) is unknown or not executable here.</exception>
+    /// <exception cref="CpuTierException">The tier (or the variable's value) is unknown or not executable here.</exception>
     public CpuBackend(int threads = 0, CpuTier? tier = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(threads);

@@ -63,13 +63,13 @@ public static class CpuTiers
         _ => AdvSimd.IsSupported ? "128-bit NEON" : Sse.IsSupported ? Fma.IsSupported ? "128-bit SSE+FMA" : "128-bit SSE" : "128-bit",
     };
 
-    /// <summary>Parses a tier name (avx512, avx2, v128); anything else is a one-line error listing them.</summary>
+    /// <summary>Parses a tier name (avx512, avx2, v128); anything else is a one-line <see cref="CpuTierException"/> listing them.</summary>
     public static CpuTier Parse(string name, string source) => name.Trim().ToLowerInvariant() switch
     {
         "avx512" => CpuTier.Avx512,
         "avx2" => CpuTier.Avx2,
         "v128" => CpuTier.V128,
-        _ => throw new BackendArgumentException($"{source}: unknown CPU tier '{name}' (expected avx512, avx2 or v128)"),
+        _ => throw new CpuTierException($"{source}: unknown CPU tier '{name}' (expected avx512, avx2 or v128)"),
     };
 
     /// <summary>
@@ -95,7 +95,13 @@ public static class CpuTiers
         }
         if (requested is not { } tier) return (Best, null);
         if (!IsSupported(tier))
-            throw new BackendArgumentException($"{(forcedBy == EnvironmentVariable ? EnvironmentVariable : "CpuBackend")}: this CPU cannot execute the {Name(tier)} tier (it runs {string.Join(", ", All.Where(IsSupported).Select(Name))})");
+            throw new CpuTierException($"{(forcedBy == EnvironmentVariable ? EnvironmentVariable : "CpuBackend")}: this CPU cannot execute the {Name(tier)} tier (it runs {string.Join(", ", All.Where(IsSupported).Select(Name))})");
         return (tier, tier == Best ? null : forcedBy);
     }
 }
+
+/// <summary>
+/// A CPU tier was asked for (DIFFUSION_CPU_TIER or the backend option) that is unknown or that this CPU cannot execute:
+/// a usage error, raised when the backend is created, before any work.
+/// </summary>
+public sealed class CpuTierException(string message) : DiffusionException(message);
