@@ -20,6 +20,7 @@ public sealed partial class CpuBackend
     private const int FewChannelsMax = 3;
 
     /// <summary>Outputs of one chunk: the tier's accumulator vectors per channel.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int FewChannelsChunk<T, TV>() where T : struct, ISimd<TV> where TV : struct => T.FewChannelVectors * T.Count;
 
     [ThreadStatic] private static Workspace? t_fewChannelsSums;
@@ -117,6 +118,7 @@ public sealed partial class CpuBackend
         StoreRow(output + C, n, eight, b0, b1, b2, b3, b4, b5, b6, b7);
         StoreRow(output + 2 * C, n, eight, c0, c1, c2, c3, c4, c5, c6, c7);
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static void StoreRow(float* o, int n, bool eight, TV v0, TV v1, TV v2, TV v3, TV v4, TV v5, TV v6, TV v7)
         {
             T.Store(v0, o); T.Store(v1, o + n); T.Store(v2, o + 2 * n); T.Store(v3, o + 3 * n);

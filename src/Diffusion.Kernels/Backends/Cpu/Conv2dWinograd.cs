@@ -124,6 +124,7 @@ public sealed partial class CpuBackend
     /// loads and one even/odd permute; otherwise it is gathered. Lanes past <paramref name="count"/> repeat the last
     /// tile; their columns are computed and never stored.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void WinogradInputTransform<T, TV>(float* source, in ConvGeometry g, int* origins, int count, float* v, long xiStride)
         where T : struct, ISimd<TV> where TV : struct
     {
@@ -182,6 +183,7 @@ public sealed partial class CpuBackend
             StoreRow(dst, xiStride, 12, t30, t31, t32, t33);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static void StoreRow(float* dst, long xiStride, int xi0, TV c0, TV c1, TV c2, TV c3)
         {
             T.Store(T.Subtract(c0, c2), dst + xi0 * xiStride);
@@ -287,6 +289,7 @@ public sealed partial class CpuBackend
             Finish(job, at + wo + 1, y[3 * n + l], add, hasAdd, scale);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static void FinishRun(in ConvJob job, long at, TV v, int co)
         {
             ref readonly var g = ref job.Geometry;
@@ -296,6 +299,7 @@ public sealed partial class CpuBackend
             T.Store(v, job.Y + at);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static void Finish(in ConvJob job, long at, float v, float add, bool hasAdd, float scale)
         {
             if (hasAdd) v += add;

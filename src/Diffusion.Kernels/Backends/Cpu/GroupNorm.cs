@@ -58,11 +58,12 @@ public sealed partial class CpuBackend
         where T : struct, ISimd<TV> where TV : struct
     {
         long count = channels * plane;
+        float* lanes = stackalloc float[T.Count];
         double sum = 0;
-        for (int c = 0; c < channels; c++) sum += SumPlane<T, TV>(x + c * plane, plane);
+        for (int c = 0; c < channels; c++) sum += SumPlane<T, TV>(x + c * plane, plane, lanes);
         double mean = sum / count;
         double squares = 0;
-        for (int c = 0; c < channels; c++) squares += SumSquaresPlane<T, TV>(x + c * plane, plane, (float)mean);
+        for (int c = 0; c < channels; c++) squares += SumSquaresPlane<T, TV>(x + c * plane, plane, (float)mean, lanes);
         double rstd = 1.0 / Math.Sqrt(squares / count + eps);
         for (int c = 0; c < channels; c++)
         {
@@ -85,17 +86,19 @@ public sealed partial class CpuBackend
         }
     }
 
-    private static unsafe double SumPlane<T, TV>(float* x, long length) where T : struct, ISimd<TV> where TV : struct
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe double SumPlane<T, TV>(float* x, long length, float* lanes) where T : struct, ISimd<TV> where TV : struct
     {
         var acc = T.Zero;
         long i = 0;
         for (; i <= length - T.Count; i += T.Count) acc = T.Add(acc, T.Load(x + i));
-        double sum = SumLanes<T, TV>(acc);
+        double sum = SumLanes<T, TV>(acc, lanes);
         for (; i < length; i++) sum += x[i];
         return sum;
     }
 
-    private static unsafe double SumSquaresPlane<T, TV>(float* x, long length, float mean) where T : struct, ISimd<TV> where TV : struct
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe double SumSquaresPlane<T, TV>(float* x, long length, float mean, float* lanes) where T : struct, ISimd<TV> where TV : struct
     {
         var vmean = T.Broadcast(mean);
         var acc = T.Zero;
@@ -105,7 +108,7 @@ public sealed partial class CpuBackend
             var d = T.Subtract(T.Load(x + i), vmean);
             acc = T.FusedMultiplyAdd(d, d, acc);
         }
-        double sum = SumLanes<T, TV>(acc);
+        double sum = SumLanes<T, TV>(acc, lanes);
         for (; i < length; i++)
         {
             double d = x[i] - mean;
@@ -114,10 +117,10 @@ public sealed partial class CpuBackend
         return sum;
     }
 
-    /// <summary>The lanes of a float accumulator summed in double, as the statistics' cross-channel sums are.</summary>
-    private static unsafe double SumLanes<T, TV>(TV acc) where T : struct, ISimd<TV> where TV : struct
+    /// <summary>The lanes of a float accumulator summed in double (through <paramref name="lanes"/>, a vector of scratch), as the statistics' cross-channel sums are.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe double SumLanes<T, TV>(TV acc, float* lanes) where T : struct, ISimd<TV> where TV : struct
     {
-        float* lanes = stackalloc float[T.Count];
         T.Store(acc, lanes);
         double sum = 0;
         for (int lane = 0; lane < T.Count; lane++) sum += lanes[lane];
