@@ -92,21 +92,33 @@ public sealed partial class CpuBackend
                 {
                     float* top = d + (long)(2 * row) * 2 * w, bottom = top + 2 * w;
                     float* sr = s + (long)row * w;
-                    int col = 0;
-                    // A vector of inputs, each written twice: interleaved with itself it fills two vectors of a row.
-                    for (; col <= w - n; col += n)
-                    {
-                        var v = T.Load(sr + col);
-                        var lower = T.InterleaveLower(v, v);
-                        var upper = T.InterleaveUpper(v, v);
-                        T.Store(lower, top + 2 * col); T.Store(upper, top + 2 * col + n);
-                        T.Store(lower, bottom + 2 * col); T.Store(upper, bottom + 2 * col + n);
-                    }
+                    int col = Upsample2xRow<T, TV>(sr, top, bottom, 0, w);
+                    // Rows of 8 (the 8×8 level) are shorter than a zmm: on AVX-512 they go through the AVX2 tier's ymm.
+                    if (n > 8) col = Upsample2xRow<Simd256, Vector256<float>>(sr, top, bottom, col, w);
                     for (; col < w; col++)
                         top[2 * col] = top[2 * col + 1] = bottom[2 * col] = bottom[2 * col + 1] = sr[col];
                 }
             }
         });
+    }
+
+    /// <summary>
+    /// Input columns [col, …) of one row, a vector at a time, into both output rows; returns the first column left
+    /// for the scalar tail. Each vector interleaved with itself fills two vectors of an output row.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe int Upsample2xRow<T, TV>(float* sr, float* top, float* bottom, int col, int w) where T : struct, ISimd<TV> where TV : struct
+    {
+        int n = T.Count;
+        for (; col <= w - n; col += n)
+        {
+            var v = T.Load(sr + col);
+            var lower = T.InterleaveLower(v, v);
+            var upper = T.InterleaveUpper(v, v);
+            T.Store(lower, top + 2 * col); T.Store(upper, top + 2 * col + n);
+            T.Store(lower, bottom + 2 * col); T.Store(upper, bottom + 2 * col + n);
+        }
+        return col;
     }
 
     public unsafe void Concat(DeviceTensor a, DeviceTensor b, DeviceTensor y)
