@@ -7,7 +7,7 @@ namespace Diffusion.Kernels.Bench;
 /// `dotnet run -c Release --project bench/Diffusion.Kernels.Bench -- quick [filter [threads]]`: a few seconds of
 /// Stopwatch timing per workload (best of several runs), for iterating on a kernel; BenchmarkDotNet is the record.
 /// The filter matches workload names; "forward" breaks a whole forward down by op, "peak" runs only the FMA peak probe
-/// and "bandwidth" only the STREAM probes, which allocate up to 768 MiB and so stay out of the unfiltered run. The
+/// "convpeak" every 3×3 conv of ≥ 128 channels against the tier's FMA peak, and "bandwidth" only the STREAM probes, which allocate up to 768 MiB and so stay out of the unfiltered run. The
 /// backend runs the tier DIFFUSION_CPU_TIER names (else the best); every row names it. "peak" measures every tier.
 /// </summary>
 internal static class QuickReport
@@ -27,6 +27,11 @@ internal static class QuickReport
         if (filter == "peak")
         {
             ReportAll(Machine.FmaPeaks().Where(w => w.Threads <= backend.Threads), "", w => new FmaPeakFixture(w));
+            return;
+        }
+        if (filter == "convpeak")
+        {
+            ConvAgainstPeak(backend);
             return;
         }
         if (filter == "bandwidth")
@@ -85,6 +90,34 @@ internal static class QuickReport
         }
     }
 
+    /// <summary>
+    /// Every 3×3 conv with at least 128 channels on both sides against the FMA peak of the backend's tier, each pair
+    /// timed back to back five times so a busy machine slows both alike; prints the median of the per-pair ratios.
+    /// </summary>
+    private static void ConvAgainstPeak(CpuBackend backend)
+    {
+        var peakWorkload = new FmaPeakWorkload(backend.Threads, backend.Tier);
+        using var peak = new FmaPeakFixture(peakWorkload);
+        Console.WriteLine($"{"conv GFLOP/s",12} {"peak GFLOP/s",12} {"% of peak",9}  [tier] workload (medians of 5 back-to-back pairs)");
+        foreach (var w in DdpmCifar.Convs().Where(w => w.Spec.Kernel == 3 && w.Spec.InChannels >= 128 && w.Spec.OutChannels >= 128))
+        {
+            using var conv = new ConvFixture(backend, w);
+            var convRates = new List<double>();
+            var peakRates = new List<double>();
+            var ratios = new List<double>();
+            for (int pair = 0; pair < 5; pair++)
+            {
+                double p = peakWorkload.Flops / Best(peak.Run), c = w.Flops / Best(conv.Run);
+                peakRates.Add(p / 1e9);
+                convRates.Add(c / 1e9);
+                ratios.Add(c / p);
+            }
+            Console.WriteLine($"{Median(convRates),12:F1} {Median(peakRates),12:F1} {Median(ratios),9:P0}  [{CpuTiers.Name(backend.Tier)}] {w}");
+        }
+
+        static double Median(List<double> values) => values.Order().ElementAt(values.Count / 2);
+    }
+
     private static void ReportAll<T>(IEnumerable<T> workloads, string filter, Func<T, IFixture> createFixture) where T : IWorkload
     {
         foreach (var w in workloads.Where(w => Matches(w, filter)))
@@ -98,6 +131,15 @@ internal static class QuickReport
 
     private static void Report(IWorkload w, Action run)
     {
+        double best = Best(run);
+        string rate = w.Flops > 0 ? $"{w.Flops / best / 1e9,7:F1} GFLOP/s" : $"{w.Bytes / best / 1e9,7:F1} GB/s";
+        string tier = w is FmaPeakWorkload ? "" : $"[{s_tier}] ";
+        Console.WriteLine($"{best * 1e3,9:F3} ms {rate}  {tier}{w}");
+    }
+
+    /// <summary>Seconds per call: the best of five trials of about 50 ms each, after a warm-up call.</summary>
+    private static double Best(Action run)
+    {
         run();
         int reps = 1;
         var clock = Stopwatch.StartNew();
@@ -109,8 +151,6 @@ internal static class QuickReport
             for (int i = 0; i < reps; i++) run();
             best = Math.Min(best, clock.Elapsed.TotalSeconds / reps);
         }
-        string rate = w.Flops > 0 ? $"{w.Flops / best / 1e9,7:F1} GFLOP/s" : $"{w.Bytes / best / 1e9,7:F1} GB/s";
-        string tier = w is FmaPeakWorkload ? "" : $"[{s_tier}] ";
-        Console.WriteLine($"{best * 1e3,9:F3} ms {rate}  {tier}{w}");
+        return best;
     }
 }
