@@ -9,9 +9,6 @@ namespace Diffusion.Kernels.Backends.Cpu.Simd;
 /// </summary>
 internal unsafe interface ISimd<TV> where TV : struct
 {
-    /// <summary>The tier this struct implements.</summary>
-    static abstract CpuTier Tier { get; }
-
     /// <summary>Floats per vector.</summary>
     static abstract int Count { get; }
 

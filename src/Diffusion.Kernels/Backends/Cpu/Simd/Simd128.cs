@@ -15,7 +15,6 @@ namespace Diffusion.Kernels.Backends.Cpu.Simd;
 /// </summary>
 internal readonly unsafe struct Simd128 : ISimd<Vector128<float>>
 {
-    public static CpuTier Tier => CpuTier.V128;
     public static int Count => 4;
     public static int MR => AdvSimd.Arm64.IsSupported ? 8 : 6;
     public static int NR => 8;

@@ -12,7 +12,6 @@ namespace Diffusion.Kernels.Backends.Cpu.Simd;
 /// </summary>
 internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
 {
-    public static CpuTier Tier => CpuTier.Avx2;
     public static int Count => 8;
     public static int MR => 6;
     public static int NR => 16;

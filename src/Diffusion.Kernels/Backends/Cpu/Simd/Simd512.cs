@@ -11,7 +11,6 @@ namespace Diffusion.Kernels.Backends.Cpu.Simd;
 /// </summary>
 internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
 {
-    public static CpuTier Tier => CpuTier.Avx512;
     public static int Count => 16;
     public static int MR => 8;
     public static int NR => 32;
