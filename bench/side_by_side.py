@@ -1,27 +1,35 @@
 #!/usr/bin/env python3
-"""Our `diffuse unet` against PyTorch on the same weights and input, in one run.
+"""One U-Net forward in our CPU backend, ONNX Runtime, libtorch and PyTorch, same weights and input, in one run.
 
-Builds the google/ddpm-cifar10-32 architecture with the project's synthetic weights (seed 42, see
-weights/synthetic_weights.py) as a diffusers folder in a temporary directory, then for each batch size:
-  - times `diffuse unet --repeat N` (median forward, uploads excluded, as printed by diffuse itself);
-  - times weights/reference_unet.py under torch.no_grad() with the same thread count (median of N);
-  - compares the two outputs (max abs difference).
-and prints one Markdown table: shape, ours ms, PyTorch ms, ratio (PyTorch / ours: > 1 means we are faster),
-max abs difference.
+The google/ddpm-cifar10-32 architecture with the project's synthetic weights (seed 42, weights/synthetic_weights.py)
+and a seeded Gaussian sample at t=500 go, per batch size, into a cache folder as
+  - a diffusers folder (config.json + safetensors) for our library,
+  - an ONNX model from torch.onnx.export of weights/reference_unet.py, for ONNX Runtime,
+  - a TorchScript module from torch.jit.trace of the same module, for libtorch and for "PyTorch traced",
+  - the sample as raw float32.
+Two long-lived processes then time them: bench/SideBySide (C#) hosts our CpuBackend in-process, ONNX Runtime 1.31
+(C# API, ORT_ENABLE_ALL, intra-op threads = --threads) and libtorch 2.10 (TorchSharp-cpu 0.107); this process hosts
+PyTorch (eager and traced, no_grad). Every runtime is warmed up, then blocks of --block forwards alternate between
+runtimes for --rounds rounds (the order rotates each round), so a burst of load from other tenants spreads over all of
+them. Each peer's output is checked against ours (max abs difference). It prints one Markdown table: median and
+min–max per forward, ratio (peer median / ours: > 1 means we are faster), GFLOP/s from our counted FLOPs.
 
-Run from the repository root with Debian's Python (torch 1.13; install libopenblas0-pthread first, or torch
-falls back to the slow reference BLAS):
+Run from the repository root with Debian's Python (torch 1.13; install libopenblas0-pthread first, or torch falls
+back to the slow reference BLAS):
 
-    /usr/bin/python3 bench/side_by_side.py [--batches 1,8] [--repeat 10] [--threads 2] [--device cpu]
+    /usr/bin/python3 bench/side_by_side.py [--batches 1,8] [--threads 2] [--rounds 6] [--block 5] [--cache DIR]
+
+DIFFUSION_CPU_TIER (avx512|avx2|v128) is passed through to our backend and printed. The first run builds
+bench/SideBySide (restoring ~1 GB of ONNX Runtime and libtorch packages) and exports the models (~1 min).
 """
 import argparse
 import json
 import os
-import re
+import statistics
 import subprocess
 import sys
-import tempfile
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -35,83 +43,213 @@ import synthetic_weights  # noqa: E402
 
 TIMESTEP = 500
 WEIGHT_SEED = 42
+SAMPLE_SEED = 7
+# Bump when what goes into the cache changes, so an old cache is rebuilt rather than trusted.
+CACHE_RECIPE = 1
+OURS, ORT, LIBTORCH, EAGER, TRACED = "ours", "onnxruntime", "libtorch", "pytorch-eager", "pytorch-traced"
+CSHARP = (OURS, ORT, LIBTORCH)
+LABELS = {
+    OURS: "Diffusion.Kernels (CpuBackend, in-process)",
+    ORT: "ONNX Runtime {ort}, C# API, ORT_ENABLE_ALL (torch.onnx.export, opset 17)",
+    LIBTORCH: "libtorch {libtorch} via TorchSharp-cpu 0.107 (torch.jit.trace)",
+    EAGER: "PyTorch {torch}, eager",
+    TRACED: "PyTorch {torch}, torch.jit.trace",
+}
 
 
-def build_diffuse():
-    """Builds the CLI once; returns the command that runs it."""
-    subprocess.run(["dotnet", "build", "-c", "Release", "--nologo", "-v", "q", os.path.join(ROOT, "src", "Diffusion.Cli")],
-                   check=True, stdout=subprocess.DEVNULL)
-    return ["dotnet", os.path.join(ROOT, "src", "Diffusion.Cli", "bin", "Release", "net10.0", "diffuse.dll")]
-
-
-def write_model(folder, config):
-    model = reference_unet.UNet2DModel(config)
+def build_model():
+    model = reference_unet.UNet2DModel(reference_unet.CIFAR10_CONFIG)
     shapes = {name: tuple(p.shape) for name, p in model.state_dict().items()}
     state = synthetic_weights.synthetic_state_dict(shapes, WEIGHT_SEED)
-    safetensors_io.write(os.path.join(folder, "diffusion_pytorch_model.safetensors"), state)
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
     model.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in state.items()}, strict=True)
-    return model.eval()
+    return model.eval(), state
 
 
-def time_ours(diffuse, folder, sample_path, out_path, repeat, device):
-    result = subprocess.run(diffuse + ["unet", "--model", folder, "--input", sample_path, "--timestep", str(TIMESTEP),
-                                       "--out", out_path, "--repeat", str(repeat), "--device", device, "--force"],
-                            check=True, capture_output=True, text=True)
-    match = re.search(r"forward: median ([0-9.]+) ms, best ([0-9.]+) ms", result.stderr)
-    if not match:
-        raise RuntimeError("diffuse printed no timing:\n" + result.stderr)
-    device_line = next((l for l in result.stderr.splitlines() if l.startswith("device:")), "device: ?")
-    return float(match.group(1)), device_line, safetensors_io.read(out_path)[0]["sample"]
+def sample_for(batch):
+    count = batch * 3 * 32 * 32
+    return synthetic_weights.gaussian("sample", count, SAMPLE_SEED).astype(np.float32).reshape(batch, 3, 32, 32)
 
 
-def time_torch(model, sample, repeat):
-    x = torch.from_numpy(sample)
-    t = torch.full((sample.shape[0],), float(TIMESTEP))
+def prepare_cache(cache, batches, model, state):
+    """Writes whatever of the cache is missing or made by another recipe; returns {batch: sample}."""
+    stamp_path = os.path.join(cache, "recipe.json")
+    stamp = {"recipe": CACHE_RECIPE, "torch": torch.__version__, "weight_seed": WEIGHT_SEED, "sample_seed": SAMPLE_SEED}
+    fresh = os.path.exists(stamp_path) and json.load(open(stamp_path)) == stamp
+    if not fresh:
+        for name in os.listdir(cache):
+            if name.endswith((".onnx", ".pt", ".f32", ".json")):
+                os.remove(os.path.join(cache, name))
+    model_dir = os.path.join(cache, "model")
+    os.makedirs(model_dir, exist_ok=True)
+    if not fresh or not os.path.exists(os.path.join(model_dir, "diffusion_pytorch_model.safetensors")):
+        safetensors_io.write(os.path.join(model_dir, "diffusion_pytorch_model.safetensors"), state)
+        with open(os.path.join(model_dir, "config.json"), "w") as f:
+            json.dump(reference_unet.CIFAR10_CONFIG, f, indent=2)
+    samples = {}
+    for batch in batches:
+        samples[batch] = sample = sample_for(batch)
+        sample.tofile(os.path.join(cache, f"sample_b{batch}.f32"))
+        x, t = torch.from_numpy(sample), torch.full((batch,), float(TIMESTEP))
+        onnx_path, traced_path = os.path.join(cache, f"unet_b{batch}.onnx"), os.path.join(cache, f"unet_b{batch}.pt")
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's and tracer's warnings are about control flow we do not have
+            if not os.path.exists(onnx_path):
+                print(f"exporting {onnx_path}", file=sys.stderr)
+                torch.onnx.export(model, (x, t), onnx_path + ".tmp", input_names=["sample", "timestep"],
+                                  output_names=["out"], opset_version=17, do_constant_folding=True)
+                os.replace(onnx_path + ".tmp", onnx_path)
+            if not os.path.exists(traced_path):
+                print(f"tracing {traced_path}", file=sys.stderr)
+                torch.jit.trace(model, (x, t)).save(traced_path + ".tmp")
+                os.replace(traced_path + ".tmp", traced_path)
+    with open(stamp_path, "w") as f:
+        json.dump(stamp, f)
+    return samples
+
+
+class CSharpBench:
+    """bench/SideBySide, started once; each request is one line in, one JSON line out."""
+
+    def __init__(self, cache, threads, batches):
+        project = os.path.join(ROOT, "bench", "SideBySide")
+        subprocess.run(["dotnet", "build", project, "-c", "Release", "--nologo", "-v", "q"], check=True,
+                       stdout=subprocess.DEVNULL)
+        dll = os.path.join(project, "bin", "Release", "net10.0", "linux-x64", "SideBySide.dll")
+        self.process = subprocess.Popen(["dotnet", dll, cache, str(threads), ",".join(map(str, batches))],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.info = self._answer()
+
+    def _answer(self):
+        # Native libraries may print to stdout too; the answer is the next JSON line.
+        while True:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"bench/SideBySide exited ({self.process.wait()})")
+            if line.startswith("{"):
+                return json.loads(line)
+
+    def ask(self, command):
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self._answer()
+
+    def close(self):
+        self.process.stdin.write("quit\n")
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def torch_block(module, x, t, count):
+    ms = []
     with torch.no_grad():
-        out = model(x, t)  # warm-up
-        times = []
-        for _ in range(repeat):
+        for _ in range(count):
             start = time.perf_counter()
-            out = model(x, t)
-            times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times)), out.numpy()
+            module(x, t)
+            ms.append((time.perf_counter() - start) * 1000)
+    return ms
+
+
+def loaded_blas():
+    with open("/proc/self/maps") as f:
+        paths = {line.split()[-1] for line in f if "blas" in line.split()[-1].lower()}
+    return ", ".join(sorted(os.path.realpath(p) for p in paths if p.startswith("/"))) or "no BLAS library mapped"
+
+
+def cpu_line():
+    model, flags = "?", set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    shown = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni", "asimd") if f in flags]
+    return f"{model}, {os.cpu_count()} logical CPUs, flags: {' '.join(shown) or 'none of avx2/fma/avx512*'}"
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return f.read().strip()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", default="1,8")
-    parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds of blocks; each round times every runtime once")
+    parser.add_argument("--block", type=int, default=5, help="forwards per block")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed forwards per runtime and batch")
+    parser.add_argument("--cache", default=os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+                                                        "diffusion-kernels", "side-by-side"))
     args = parser.parse_args()
+    batches = [int(b) for b in args.batches.split(",")]
+    if args.threads < 1 or args.rounds < 1 or args.block < 1 or args.warmup < 0 or min(batches) < 1:
+        parser.error("--threads, --rounds, --block and every batch must be positive, --warmup not negative")
     torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    os.makedirs(args.cache, exist_ok=True)
 
-    diffuse = build_diffuse()
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="side-by-side-") as folder:
-        model = write_model(folder, reference_unet.CIFAR10_CONFIG)
-        device_line = ""
-        for batch in [int(b) for b in args.batches.split(",")]:
-            count = batch * 3 * 32 * 32
-            sample = synthetic_weights.gaussian("sample", count, 7).astype(np.float32).reshape(batch, 3, 32, 32)
-            sample_path = os.path.join(folder, f"sample{batch}.safetensors")
-            safetensors_io.write(sample_path, {"sample": sample})
-            ours_ms, device_line, ours_out = time_ours(diffuse, folder, sample_path, os.path.join(folder, "out.safetensors"),
-                                                       args.repeat, args.device)
-            torch_ms, torch_out = time_torch(model, sample, args.repeat)
-            diff = float(np.max(np.abs(ours_out - torch_out)))
-            rows.append((f"({batch}, 3, 32, 32)", ours_ms, torch_ms, torch_ms / ours_ms, diff))
+    model, state = build_model()
+    samples = prepare_cache(args.cache, batches, model, state)
+    traced = {b: torch.jit.load(os.path.join(args.cache, f"unet_b{b}.pt")).eval() for b in batches}
+    inputs = {b: (torch.from_numpy(samples[b]), torch.full((b,), float(TIMESTEP))) for b in batches}
+    modules = {EAGER: lambda b: model, TRACED: lambda b: traced[b]}
 
-    blas = "openblas" if "openblas" in torch.__config__.show().lower() else "see torch.__config__.show()"
-    print(f"DDPM CIFAR-10 U-Net (35.7M parameters), one forward at t={TIMESTEP}, median of {args.repeat}")
-    print(f"ours: diffuse unet, {device_line}; PyTorch {torch.__version__} ({blas}), {torch.get_num_threads()} threads, no_grad")
+    load_before = loadavg()
+    bench = CSharpBench(args.cache, args.threads, batches)
+    try:
+        diffs = {}
+        for b in batches:
+            diffs.update({(name, b): d for name, d in bench.ask(f"check {b}").items()})
+            ours = np.fromfile(os.path.join(args.cache, f"ours_b{b}.f32"), dtype=np.float32).reshape(b, 3, 32, 32)
+            with torch.no_grad():
+                for name in (EAGER, TRACED):
+                    diffs[(name, b)] = float(np.max(np.abs(modules[name](b)(*inputs[b]).numpy() - ours)))
+
+        def block(name, b, count):
+            if name in CSHARP:
+                return bench.ask(f"time {name} {b} {count}")["ms"]
+            return torch_block(modules[name](b), *inputs[b], count)
+
+        runtimes = [OURS, ORT, LIBTORCH, EAGER, TRACED]
+        for b in batches:
+            for name in runtimes:
+                block(name, b, args.warmup)
+        times = {(name, b): [] for name in runtimes for b in batches}
+        for r in range(args.rounds):
+            order = runtimes[r % len(runtimes):] + runtimes[:r % len(runtimes)]
+            for b in batches:
+                for name in order:
+                    time.sleep(0.2)  # lets the previous runtime's spinning worker threads go to sleep
+                    times[(name, b)] += block(name, b, args.block)
+    finally:
+        bench.close()
+    load_after = loadavg()
+
+    info = bench.info
+    flops = info["flops_per_image"]
+    versions = {"ort": info["onnxruntime"], "libtorch": info["libtorch"], "torch": torch.__version__}
+    print(f"DDPM CIFAR-10 U-Net (35.7M parameters, synthetic weights seed {WEIGHT_SEED}), one forward at t={TIMESTEP}, "
+          f"{args.threads} threads everywhere")
+    print(f"CPU: {cpu_line()}")
+    print(f"load: {load_before} before, {load_after} after")
+    print(f"ours: {info['device']}; DIFFUSION_CPU_TIER={info['tier']}")
+    print(f"PyTorch BLAS: {loaded_blas()}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    print(f"FLOPs per image, counted op by op by our ProfilingBackend (convs as direct): {flops / 1e9:.2f} GFLOP")
+    print(f"{args.warmup} warm-up forwards each, then {args.rounds} rounds of alternating blocks of {args.block}: "
+          f"{args.rounds * args.block} timed forwards per runtime and batch")
     print()
-    print("| input shape | ours ms | PyTorch ms | ratio (PyTorch/ours) | max abs diff |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for shape, ours_ms, torch_ms, ratio, diff in rows:
-        print(f"| {shape} | {ours_ms:.1f} | {torch_ms:.1f} | {ratio:.2f}× | {diff:.2e} |")
+    print("| runtime | batch | median ms | min–max ms | ratio (peer/ours) | GFLOP/s | max abs diff vs ours |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for b in batches:
+        ours_median = statistics.median(times[(OURS, b)])
+        for name in runtimes:
+            ms = times[(name, b)]
+            median = statistics.median(ms)
+            ratio = "—" if name == OURS else f"{median / ours_median:.2f}×"
+            diff = "—" if name == OURS else f"{diffs[(name, b)]:.2e}"
+            print(f"| {LABELS[name].format(**versions)} | {b} | {median:.1f} | {min(ms):.1f}–{max(ms):.1f} | {ratio} | "
+                  f"{b * flops / median / 1e6:.0f} | {diff} |")
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
+using Diffusion.Kernels.Backends.Cpu;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -30,8 +31,11 @@ public sealed record BandwidthWorkload(string Name, StreamKernel Kernel, long Ar
 /// <summary>The machine's yardsticks: the FMA peak, and bandwidth from arrays that stay in each core's L2 to arrays far larger than L3.</summary>
 public static class Machine
 {
-    /// <summary>One thread, then as many as the CPU backend uses by default (one per core).</summary>
-    public static IEnumerable<FmaPeakWorkload> FmaPeaks() => [new(1), new(Environment.ProcessorCount)];
+    /// <summary>Every tier this CPU executes, on one thread, then on as many as the CPU backend uses by default (one per core).</summary>
+    public static IEnumerable<FmaPeakWorkload> FmaPeaks() =>
+        from tier in CpuTiers.All.Where(CpuTiers.IsSupported)
+        from threads in new[] { 1, Environment.ProcessorCount }.Distinct()
+        select new FmaPeakWorkload(threads, tier);
 
     private const long KiB = 1024, MiB = 1024 * KiB;
 

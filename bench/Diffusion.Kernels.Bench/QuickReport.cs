@@ -7,10 +7,14 @@ namespace Diffusion.Kernels.Bench;
 /// `dotnet run -c Release --project bench/Diffusion.Kernels.Bench -- quick [filter [threads]]`: a few seconds of
 /// Stopwatch timing per workload (best of several runs), for iterating on a kernel; BenchmarkDotNet is the record.
 /// The filter matches workload names; "forward" breaks a whole forward down by op, "peak" runs only the FMA peak probe
-/// and "bandwidth" only the STREAM probes, which allocate up to 768 MiB and so stay out of the unfiltered run.
+/// "convpeak" every 3×3 conv of ≥ 128 channels against the tier's FMA peak, and "bandwidth" only the STREAM probes, which allocate up to 768 MiB and so stay out of the unfiltered run. The
+/// backend runs the tier DIFFUSION_CPU_TIER names (else the best); every row names it. "peak" measures every tier.
 /// </summary>
 internal static class QuickReport
 {
+    /// <summary>The tier the rows below ran on, printed in each; the FMA peak rows name their own.</summary>
+    private static string s_tier = "";
+
     public static void Run(string filter, int threads)
     {
         using var backend = new CpuBackend(threads);
@@ -22,7 +26,12 @@ internal static class QuickReport
         }
         if (filter == "peak")
         {
-            ReportAll(Machine.FmaPeaks().Where(w => w.Threads <= backend.Threads).DistinctBy(w => w.Threads), "", w => new FmaPeakFixture(w));
+            ReportAll(Machine.FmaPeaks().Where(w => w.Threads <= backend.Threads), "", w => new FmaPeakFixture(w));
+            return;
+        }
+        if (filter == "convpeak")
+        {
+            ConvAgainstPeak(backend);
             return;
         }
         if (filter == "bandwidth")
@@ -30,6 +39,7 @@ internal static class QuickReport
             ReportAll(Machine.Bandwidths(), "", w => new BandwidthFixture(backend.Threads, w));
             return;
         }
+        s_tier = CpuTiers.Name(backend.Tier);
         ReportAll(DdpmCifar.Convs(), filter, w => new ConvFixture(backend, w));
         ReportAll(DdpmCifar.Attentions(), filter, w => new AttentionFixture(backend, w));
         ReportAll(DdpmCifar.GroupNorms(), filter, w => new GroupNormFixture(backend, w));
@@ -49,7 +59,8 @@ internal static class QuickReport
     private static void ForwardBreakdown(ForwardWorkload w, int threads)
     {
         const int Runs = 20;
-        using var profiler = new ProfilingBackend(new CpuBackend(threads)) { Enabled = false };
+        var cpu = new CpuBackend(threads);
+        using var profiler = new ProfilingBackend(cpu) { Enabled = false };
         using var fixture = new ForwardFixture(profiler, w.Batch);
         for (int i = 0; i < 3; i++) fixture.Run();
         var times = new double[Runs];
@@ -62,7 +73,7 @@ internal static class QuickReport
         Array.Sort(times);
         double median = times[Runs / 2];
         Console.WriteLine();
-        Console.WriteLine($"{w}: median {median:F2} ms, best {times[0]:F2} ms, {w.Flops / 1e9:F2} GFLOP, {w.Flops / median / 1e6:F0} GFLOP/s at the median");
+        Console.WriteLine($"[{CpuTiers.Name(cpu.Tier)}] {w}: median {median:F2} ms, best {times[0]:F2} ms, {w.Flops / 1e9:F2} GFLOP, {w.Flops / median / 1e6:F0} GFLOP/s at the median");
 
         profiler.Enabled = true;
         long profiledStart = Stopwatch.GetTimestamp();
@@ -79,6 +90,34 @@ internal static class QuickReport
         }
     }
 
+    /// <summary>
+    /// Every 3×3 conv with at least 128 channels on both sides against the FMA peak of the backend's tier, each pair
+    /// timed back to back five times so a busy machine slows both alike; prints the median of the per-pair ratios.
+    /// </summary>
+    private static void ConvAgainstPeak(CpuBackend backend)
+    {
+        var peakWorkload = new FmaPeakWorkload(backend.Threads, backend.Tier);
+        using var peak = new FmaPeakFixture(peakWorkload);
+        Console.WriteLine($"{"conv GFLOP/s",12} {"peak GFLOP/s",12} {"% of peak",9}  [tier] workload (medians of 5 back-to-back pairs)");
+        foreach (var w in DdpmCifar.Convs().Where(w => w.Spec.Kernel == 3 && w.Spec.InChannels >= 128 && w.Spec.OutChannels >= 128))
+        {
+            using var conv = new ConvFixture(backend, w);
+            var convRates = new List<double>();
+            var peakRates = new List<double>();
+            var ratios = new List<double>();
+            for (int pair = 0; pair < 5; pair++)
+            {
+                double p = peakWorkload.Flops / Best(peak.Run), c = w.Flops / Best(conv.Run);
+                peakRates.Add(p / 1e9);
+                convRates.Add(c / 1e9);
+                ratios.Add(c / p);
+            }
+            Console.WriteLine($"{Median(convRates),12:F1} {Median(peakRates),12:F1} {Median(ratios),9:P0}  [{CpuTiers.Name(backend.Tier)}] {w}");
+        }
+
+        static double Median(List<double> values) => values.Order().ElementAt(values.Count / 2);
+    }
+
     private static void ReportAll<T>(IEnumerable<T> workloads, string filter, Func<T, IFixture> createFixture) where T : IWorkload
     {
         foreach (var w in workloads.Where(w => Matches(w, filter)))
@@ -92,6 +131,15 @@ internal static class QuickReport
 
     private static void Report(IWorkload w, Action run)
     {
+        double best = Best(run);
+        string rate = w.Flops > 0 ? $"{w.Flops / best / 1e9,7:F1} GFLOP/s" : $"{w.Bytes / best / 1e9,7:F1} GB/s";
+        string tier = w is FmaPeakWorkload ? "" : $"[{s_tier}] ";
+        Console.WriteLine($"{best * 1e3,9:F3} ms {rate}  {tier}{w}");
+    }
+
+    /// <summary>Seconds per call: the best of five trials of about 50 ms each, after a warm-up call.</summary>
+    private static double Best(Action run)
+    {
         run();
         int reps = 1;
         var clock = Stopwatch.StartNew();
@@ -103,7 +151,6 @@ internal static class QuickReport
             for (int i = 0; i < reps; i++) run();
             best = Math.Min(best, clock.Elapsed.TotalSeconds / reps);
         }
-        string rate = w.Flops > 0 ? $"{w.Flops / best / 1e9,7:F1} GFLOP/s" : $"{w.Bytes / best / 1e9,7:F1} GB/s";
-        Console.WriteLine($"{best * 1e3,9:F3} ms {rate}  {w}");
+        return best;
     }
 }

@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using Diffusion.Kernels;
 using Diffusion.Kernels.Backends;
+using Diffusion.Kernels.Backends.Cpu;
 using Diffusion.Kernels.Backends.Cuda;
 using Diffusion.Kernels.Models;
 
@@ -264,7 +265,7 @@ internal sealed class BenchTargets : IDisposable
     {
         if (_cuda == null)
         {
-            yield return ("cpu", _cpu!);
+            yield return (_cpu is CpuBackend cpu ? "cpu-" + CpuTiers.Name(cpu.Tier) : "cpu", _cpu!);
             yield break;
         }
         string? kernelOp = op switch { "conv" => "conv2d", "group_norm" => "group_norm", "attention" => "attention", "linear" => "linear", _ => null };

@@ -2,6 +2,7 @@ using Diffusion.Kernels;
 using Diffusion.Kernels.IO;
 using Diffusion.Kernels.Imaging;
 using Diffusion.Kernels.Backends;
+using Diffusion.Kernels.Backends.Cpu;
 using Diffusion.Kernels.Backends.Cuda;
 using Diffusion.Kernels.Models;
 using Diffusion.Kernels.Sampling;
@@ -49,7 +50,7 @@ internal static class CliErrors
     internal static int CodeFor(Exception e) => e switch
     {
         OperationCanceledException => ExitCodes.Cancelled,
-        UsageException or SamplingOptionsException => ExitCodes.Usage,
+        UsageException or SamplingOptionsException or CpuTierException => ExitCodes.Usage,
         OutputExistsException => ExitCodes.OutputExists,
         OutputUnwritableException => ExitCodes.OutputUnwritable,
         ModelConfigException => ExitCodes.BadModel,

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using Diffusion.Kernels;
+using Diffusion.Kernels.Backends.Cpu;
 using Diffusion.Kernels.IO;
 using Diffusion.Kernels.Imaging;
 using Diffusion.Kernels.Models;
@@ -85,6 +86,7 @@ public static class InfoCommand
         w.WriteLine($"Parameters  {checkpoint.ParameterCount:N0}");
         w.WriteLine("Dtypes      " + string.Join(", ", checkpoint.SourceDTypes.Values
             .GroupBy(d => d).OrderBy(g => g.Key).Select(g => $"{g.Key} ({g.Count()} tensors)")));
+        using (var cpu = new CpuBackend()) w.WriteLine($"CPU         {cpu.DeviceDescription} (tier {CpuTiers.Name(cpu.Tier)})");
         w.WriteLine();
         DescribeArchitecture(config, w);
         w.WriteLine();

@@ -15,6 +15,10 @@ internal static class DiffuseProcess
     /// <summary>Runs diffuse in <paramref name="directory"/>, for commands that write to the current folder.</summary>
     public static Result RunIn(string directory, params string[] args) => Finish(Start("dotnet", [DllPath, .. args], directory), args);
 
+    /// <summary>Runs diffuse with extra environment variables set (DIFFUSION_CPU_TIER).</summary>
+    public static Result RunWith(IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        Finish(Start("dotnet", [DllPath, .. args], environment: environment), args);
+
     /// <summary>
     /// Runs diffuse through <c>/bin/sh</c> with <paramref name="redirections"/> applied to it (<c>2>&amp;-</c>,
     /// <c>2>/dev/full</c>, <c>>&amp;-</c>): what a user's shell does, which a redirected child process cannot show.
@@ -27,7 +31,8 @@ internal static class DiffuseProcess
 
     private static string DllPath => Path.Combine(AppContext.BaseDirectory, "diffuse.dll");
 
-    private static Process Start(string program, string[] args, string? workingDirectory = null)
+    private static Process Start(string program, string[] args, string? workingDirectory = null,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo(program)
         {
@@ -40,6 +45,7 @@ internal static class DiffuseProcess
         start.Environment["DOTNET_NOLOGO"] = "1";
         // Tests choose models explicitly or rely on the copy beside the binary, never on the caller's setting.
         start.Environment.Remove("DIFFUSE_DEFAULT_MODEL");
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
         return Process.Start(start)!;
     }
 

@@ -48,6 +48,11 @@ public class Conv2dTests
         [1, 16, 24, 32, 34, 3, 1, 1, 1],  // 272 tiles: tasks of several panels, a partial last panel
         [2, 20, 18, 2, 32, 3, 1, 1, 1],   // rows of 16 tiles, read and written as contiguous runs; one tile row per image
         [1, 256, 256, 16, 16, 3, 1, 1, 1], // the U-Net's 256-channel 16×16 level: accuracy at full depth
+        // The tiers' own edges (MR = 8 rows and 32 columns on AVX-512, 6 and 16 on AVX2, 6 and 8 on x86 128-bit):
+        [1, 20, 13, 3, 4, 3, 1, 1, 1],    // 12 pixels: the few-pixel limit of 6-row tiers (2·MR); 13 channels off every MR
+        [1, 20, 13, 13, 1, 3, 1, 1, 1],   // 13 pixels down a 1-wide image: the direct path on 6-row tiers, a single panel
+        [2, 16, 30, 12, 12, 3, 1, 1, 1],  // rows of 6 tiles: contiguous runs at 4 lanes, gathers at 8 and 16; 30 = 5 six-row blocks
+        [1, 8, 7, 3, 3, 3, 1, 1, 1],      // 9 pixels, 7 channels: a partial 6-row pixel block and a partial channel panel
     ]);
 
     [Theory]

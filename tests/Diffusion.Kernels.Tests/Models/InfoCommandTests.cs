@@ -44,6 +44,7 @@ public class InfoCommandTests
             .And.Contain("downsample to 4×4")
             .And.Contain("beta_schedule = linear")
             .And.Contain("num_train_timesteps = 1000")
+            .And.Contain("CPU         ").And.Contain("(tier ")
             .And.Contain(Path.Combine(dir.Path, "unet", "diffusion_pytorch_model.safetensors"));
     }
 

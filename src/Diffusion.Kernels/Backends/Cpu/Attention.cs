@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Diffusion.Kernels.Backends.Cpu.Simd;
 
 namespace Diffusion.Kernels.Backends.Cpu;
 
@@ -7,14 +8,13 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// Multi-head attention as two Sgemm passes per block of queries, with the scores held key-major (Sᵀ: one row
 /// per key, queries along the row). That orientation lets both products read q, k and v straight from the
 /// channel-major qkv layout, makes the softmax a column-wise max/exp/sum vectorised across queries, and writes
-/// the output back channel-major. Only one block of QueryBlock query columns of scores exists at a time.
+/// the output back channel-major. Only one block of QueryBlock (two micro-kernel tiles) query columns of scores exists
+/// at a time.
 /// Phase 1 copies each head's k (zero-padded) and vᵀ once, in slices of channels; phase 2 runs (image, head,
 /// query block) tasks.
 /// </summary>
 public sealed partial class CpuBackend
 {
-    private const int QueryBlock = 2 * Sgemm.NR;
-
     /// <summary>Channels of one head one staging task copies.</summary>
     private const int StageChannels = 32;
 
@@ -36,7 +36,18 @@ public sealed partial class CpuBackend
         Require(y.Rank == 4 && y.N == qkv.N && y.C == channels && y.H == qkv.H && y.W == qkv.W, Op,
             $"y {Describe(y)} is not ({qkv.N}, {channels}, {qkv.H}, {qkv.W})");
 
-        var g = new AttentionGeometry(qkv.N, heads, channels / heads, qkv.H * qkv.W);
+        switch (Tier)
+        {
+            case CpuTier.Avx512: Attention<Simd512, Vector512<float>>(qt, yt, heads); break;
+            case CpuTier.Avx2: Attention<Simd256, Vector256<float>>(qt, yt, heads); break;
+            default: Attention<Simd128, Vector128<float>>(qt, yt, heads); break;
+        }
+    }
+
+    private unsafe void Attention<T, TV>(CpuTensor qt, CpuTensor yt, int heads) where T : struct, ISimd<TV> where TV : struct
+    {
+        int channels = qt.C / 3;
+        var g = new AttentionGeometry(qt.N, heads, channels / heads, qt.H * qt.W, T.MR, 2 * T.NR);
         long pairs = (long)g.N * g.Heads;
         var job = (Qkv: (nint)qt.Pointer, Y: (nint)yt.Pointer,
             Keys: (nint)_attentionKeys.Floats(pairs * g.HeadDim * g.KeysPadded),
@@ -46,7 +57,7 @@ public sealed partial class CpuBackend
         int slices = (g.HeadDim + StageChannels - 1) / StageChannels;
         For((int)pairs * slices, task => AttentionStage(g, task / slices, task % slices * StageChannels,
             (float*)job.Qkv, (float*)job.Keys, (float*)job.Values));
-        For((int)pairs * g.QueryBlocks, task => AttentionBlock(g, task, (float*)job.Qkv, (float*)job.Keys, (float*)job.Values, (float*)job.Y));
+        For((int)pairs * g.QueryBlocks, task => AttentionBlock<T, TV>(g, task, (float*)job.Qkv, (float*)job.Keys, (float*)job.Values, (float*)job.Y));
     }
 
     /// <summary>
@@ -76,9 +87,10 @@ public sealed partial class CpuBackend
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void AttentionBlock(in AttentionGeometry g, int task, float* qkv, float* keys, float* values, float* y)
+    private static unsafe void AttentionBlock<T, TV>(in AttentionGeometry g, int task, float* qkv, float* keys, float* values, float* y)
+        where T : struct, ISimd<TV> where TV : struct
     {
-        const int MR = Sgemm.MR, NR = Sgemm.NR;
+        int MR = T.MR, NR = T.NR, QueryBlock = g.QueryBlock;
         int pair = task / g.QueryBlocks;
         int i0 = task % g.QueryBlocks * QueryBlock;
         int count = Math.Min(QueryBlock, g.Tokens - i0);
@@ -98,18 +110,18 @@ public sealed partial class CpuBackend
         for (int mb = 0; mb < g.KeysPadded; mb += MR)
         {
             for (int col = 0; col < QueryBlock; col += NR)
-                Sgemm.MicroKernel(g.HeadDim, k + mb, g.KeysPadded, q + col, QueryBlock, scores + (long)mb * QueryBlock + col, QueryBlock, false);
+                Sgemm.MicroKernel<T, TV>(g.HeadDim, k + mb, g.KeysPadded, q + col, QueryBlock, scores + (long)mb * QueryBlock + col, QueryBlock, false);
         }
 
         Span<float> inverseSums = stackalloc float[QueryBlock];
-        SoftmaxColumns(scores, g.Tokens, 1f / MathF.Sqrt(g.HeadDim), inverseSums);
+        SoftmaxColumns<T, TV>(scores, QueryBlock, g.Tokens, 1f / MathF.Sqrt(g.HeadDim), inverseSums);
 
         float* output = (t_attentionOutput ??= new()).Floats((long)g.HeadDimPadded * QueryBlock);
         float* v = values + (long)pair * g.KeysPadded * g.HeadDimPadded;
         for (int mb = 0; mb < g.HeadDimPadded; mb += MR)
         {
             for (int col = 0; col < QueryBlock; col += NR)
-                Sgemm.MicroKernel(g.Tokens, v + mb, g.HeadDimPadded, scores + col, QueryBlock, output + (long)mb * QueryBlock + col, QueryBlock, false);
+                Sgemm.MicroKernel<T, TV>(g.Tokens, v + mb, g.HeadDimPadded, scores + col, QueryBlock, output + (long)mb * QueryBlock + col, QueryBlock, false);
         }
 
         float* yHead = y + ((long)(pair / g.Heads) * g.Heads * g.HeadDim + (long)(pair % g.Heads) * g.HeadDim) * g.Tokens + i0;
@@ -126,30 +138,35 @@ public sealed partial class CpuBackend
     /// rows, and returns 1/Σ per column; normalising the output afterwards costs d multiplies per query instead of T.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void SoftmaxColumns(float* scores, int keys, float scale, Span<float> inverseSums)
+    private static unsafe void SoftmaxColumns<T, TV>(float* scores, int queryBlock, int keys, float scale, Span<float> inverseSums)
+        where T : struct, ISimd<TV> where TV : struct
     {
-        var vscale = Vector512.Create(scale);
-        for (int col = 0; col < QueryBlock; col += 16)
+        var vscale = T.Broadcast(scale);
+        fixed (float* inverse = inverseSums)
         {
-            float* s = scores + col;
-            var max = Vector512.Create(float.NegativeInfinity);
-            for (int j = 0; j < keys; j++) max = Vector512.Max(max, Vector512.Load(s + (long)j * QueryBlock) * vscale);
-            var sum = Vector512<float>.Zero;
-            for (int j = 0; j < keys; j++)
+            for (int col = 0; col < queryBlock; col += T.Count)
             {
-                var e = VectorExp.Exp(Vector512.Load(s + (long)j * QueryBlock) * vscale - max);
-                e.Store(s + (long)j * QueryBlock);
-                sum += e;
+                float* s = scores + col;
+                var max = T.Broadcast(float.NegativeInfinity);
+                for (int j = 0; j < keys; j++) max = T.Max(max, T.Multiply(T.Load(s + (long)j * queryBlock), vscale));
+                var sum = T.Zero;
+                for (int j = 0; j < keys; j++)
+                {
+                    var e = VectorExp.Exp<T, TV>(T.Subtract(T.Multiply(T.Load(s + (long)j * queryBlock), vscale), max));
+                    T.Store(e, s + (long)j * queryBlock);
+                    sum = T.Add(sum, e);
+                }
+                T.Store(T.Divide(T.Broadcast(1f), sum), inverse + col);
             }
-            (Vector512<float>.One / sum).CopyTo(inverseSums[col..]);
         }
     }
 
-    private readonly record struct AttentionGeometry(int N, int Heads, int HeadDim, int Tokens)
+    /// <summary>Shapes of one Attention call; keys and head channels are padded to the tier's MR, queries blocked by QueryBlock.</summary>
+    private readonly record struct AttentionGeometry(int N, int Heads, int HeadDim, int Tokens, int MR, int QueryBlock)
     {
-        public int KeysPadded => (Tokens + Sgemm.MR - 1) / Sgemm.MR * Sgemm.MR;
+        public int KeysPadded => (Tokens + MR - 1) / MR * MR;
 
-        public int HeadDimPadded => (HeadDim + Sgemm.MR - 1) / Sgemm.MR * Sgemm.MR;
+        public int HeadDimPadded => (HeadDim + MR - 1) / MR * MR;
 
         public int QueryBlocks => (Tokens + QueryBlock - 1) / QueryBlock;
 

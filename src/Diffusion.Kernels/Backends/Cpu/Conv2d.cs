@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
+using Diffusion.Kernels.Backends.Cpu.Simd;
 
 namespace Diffusion.Kernels.Backends.Cpu;
 
@@ -44,7 +44,7 @@ public sealed partial class CpuBackend
             throw new BackendArgumentException($"PrepareConv2d: {spec} needs {expected} weights (out, in, k, k), got {weight.Length}");
         if (bias.Length != spec.OutChannels)
             throw new BackendArgumentException($"PrepareConv2d: {spec} needs {spec.OutChannels} bias values, got {bias.Length}");
-        return new CpuConv2dWeights(spec, weight, bias);
+        return new CpuConv2dWeights(spec, weight, bias, Tier, TierMR, TierNR);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -55,6 +55,7 @@ public sealed partial class CpuBackend
         var yt = Mine(y, nameof(y));
         if (weights is not CpuConv2dWeights w)
             throw new BackendArgumentException("Conv2d: weights were not prepared by a CPU backend");
+        Require(w.Tier == Tier, Op, $"the weights were packed for the {CpuTiers.Name(w.Tier)} tier, this backend runs {CpuTiers.Name(Tier)}");
         var spec = w.Spec;
         Require(x.Rank == 4 && x.C == spec.InChannels, Op, $"x {Describe(x)} is not (N, {spec.InChannels}, H, W)");
         int ho = spec.OutputSize(x.H), wo = spec.OutputSize(x.W);
@@ -78,29 +79,49 @@ public sealed partial class CpuBackend
 
         var geometry = new ConvGeometry(spec, x.N, x.H, x.W);
         float* cb = channelBias == null ? null : channelBias.Pointer, res = residual == null ? null : residual.Pointer;
-        if (UsesFewPixels(geometry))
+        var job = new ConvJob(geometry, w, xt.Pointer, null, yt.Pointer, cb, res, epilogue.Scale);
+        switch (Tier)
         {
-            Conv2dFewPixels(new ConvJob(geometry, w, xt.Pointer, null, yt.Pointer, cb, res, epilogue.Scale));
+            case CpuTier.Avx512: Conv2d<Simd512, Vector512<float>>(job); break;
+            case CpuTier.Avx2: Conv2d<Simd256, Vector256<float>>(job); break;
+            default: Conv2d<Simd128, Vector128<float>>(job); break;
+        }
+    }
+
+    /// <summary>Sgemm rows and columns of this backend's tier, which its packed weights follow.</summary>
+    private int TierMR => Tier switch { CpuTier.Avx512 => Simd512.MR, CpuTier.Avx2 => Simd256.MR, _ => Simd128.MR };
+
+    private int TierNR => Tier switch { CpuTier.Avx512 => Simd512.NR, CpuTier.Avx2 => Simd256.NR, _ => Simd128.NR };
+
+    /// <summary>Picks the path for <paramref name="input"/> (whose Source is x itself) and runs it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private unsafe void Conv2d<T, TV>(ConvJob input) where T : struct, ISimd<TV> where TV : struct
+    {
+        var geometry = input.Geometry;
+        var w = input.Weights;
+        if (UsesFewPixels<T, TV>(geometry))
+        {
+            Conv2dFewPixels<T, TV>(input);
             return;
         }
-        float* source = PadInput(xt.Pointer, geometry);
+        float* source = PadInput<T, TV>(input.Source, geometry);
         if (UsesWinograd(geometry))
         {
-            Conv2dWinograd(new ConvJob(geometry, w, source, null, yt.Pointer, cb, res, epilogue.Scale));
+            Conv2dWinograd<T, TV>(input.WithSource(source, null));
             return;
         }
         int* offsets = _convOffsets.Ints(geometry.K);
         for (int k = 0; k < geometry.K; k++)
             offsets[k] = geometry.PatchOffset(k);
 
-        var job = new ConvJob(geometry, w, source, offsets, yt.Pointer, cb, res, epilogue.Scale);
+        var job = input.WithSource(source, offsets);
         if (UsesFewChannels(geometry))
         {
-            Conv2dFewChannels(job);
+            Conv2dFewChannels<T, TV>(job);
             return;
         }
-        var partition = ConvPartition.For(geometry.Columns, w.MBlocks, Threads);
-        For(partition.Tasks, task => ConvTask(job, partition, task));
+        var partition = ConvPartition.For(geometry.Columns, w.MBlocks, Threads, T.NR);
+        For(partition.Tasks, task => ConvTask<T, TV>(job, partition, task));
     }
 
     /// <summary>
@@ -108,11 +129,11 @@ public sealed partial class CpuBackend
     /// read x directly. The slack after the buffer, zeroed, lets the stride-2 copy load whole vectors past a run's
     /// end and the few-channel path read whole chunks past the last plane.
     /// </summary>
-    private unsafe float* PadInput(float* x, in ConvGeometry g)
+    private unsafe float* PadInput<T, TV>(float* x, in ConvGeometry g) where T : struct, ISimd<TV> where TV : struct
     {
         if (g.PadBegin == 0 && g.PadEnd == 0 && g.Stride == 1) return x;
         long length = (long)g.N * g.Cin * g.PlaneSize;
-        int slack = Math.Max(2 * Vector512<float>.Count, FewChannelsSlack(g));
+        int slack = Math.Max(2 * T.Count, FewChannelsSlack<T, TV>(g));
         float* padded = _convPadded.Floats(length + slack);
         new Span<float>(padded + length, slack).Clear();
         var copy = (nint)x;
@@ -130,7 +151,7 @@ public sealed partial class CpuBackend
                 {
                     float* d = dst + (long)(row + geometry.PadBegin) * geometry.Wp;
                     for (int i = 0; i < geometry.PadBegin; i++) d[i] = 0f;
-                    CopyRun(src + (long)row * geometry.W, d + geometry.PadBegin, geometry.W);
+                    CopyRun<T, TV>(src + (long)row * geometry.W, d + geometry.PadBegin, geometry.W);
                     for (int i = geometry.PadBegin + geometry.W; i < geometry.Wp; i++) d[i] = 0f;
                 }
                 new Span<float>(dst + (long)(geometry.PadBegin + geometry.H) * geometry.Wp, geometry.PadEnd * geometry.Wp).Clear();
@@ -140,9 +161,9 @@ public sealed partial class CpuBackend
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void ConvTask(in ConvJob job, in ConvPartition part, int task)
+    private static unsafe void ConvTask<T, TV>(in ConvJob job, in ConvPartition part, int task) where T : struct, ISimd<TV> where TV : struct
     {
-        const int MR = Sgemm.MR, NR = Sgemm.NR;
+        int MR = T.MR, NR = T.NR;
         ref readonly var g = ref job.Geometry;
         int nTask = task % part.ColumnTasks, mTask = task / part.ColumnTasks;
         int col0 = nTask * part.PanelsPerTask * NR;
@@ -194,8 +215,8 @@ public sealed partial class CpuBackend
                     float* src = job.Source + job.Offsets[k0 + kk];
                     for (int* run = runs + RunInts * panelRuns[q]; run < runs + RunInts * panelRuns[q + 1]; run += RunInts)
                     {
-                        if (run[3] == 1) CopyRun(src + run[0], dst + run[1], run[2]);
-                        else CopyStridedRun(src + run[0], run[3], dst + run[1], run[2]);
+                        if (run[3] == 1) CopyRun<T, TV>(src + run[0], dst + run[1], run[2]);
+                        else CopyStridedRun<T, TV>(src + run[0], run[3], dst + run[1], run[2]);
                     }
                 }
             }
@@ -208,22 +229,23 @@ public sealed partial class CpuBackend
                 if (col1 - col0 - q * NR <= NR / 2)
                 {
                     for (; b + 1 < blocks; b += 2)
-                        Sgemm.MicroKernelNarrow(kc, a + b * aBlock, a + (b + 1) * aBlock, MR, panel, NR, tile + (long)b * MR * ldc + q * NR, ldc, k0 > 0);
+                        Sgemm.MicroKernelNarrow<T, TV>(kc, a + b * aBlock, a + (b + 1) * aBlock, MR, panel, NR, tile + (long)b * MR * ldc + q * NR, ldc, k0 > 0);
                 }
                 for (; b < blocks; b++)
-                    Sgemm.MicroKernel(kc, a + b * aBlock, MR, panel, NR, tile + (long)b * MR * ldc + q * NR, ldc, k0 > 0);
+                    Sgemm.MicroKernel<T, TV>(kc, a + b * aBlock, MR, panel, NR, tile + (long)b * MR * ldc + q * NR, ldc, k0 > 0);
             }
         }
-        ConvEpilogue(job, tile, ldc, block0 * MR, Math.Min(g.Cout, (block0 + blocks) * MR), col0, col1);
+        ConvEpilogue<T, TV>(job, tile, ldc, block0 * MR, Math.Min(g.Cout, (block0 + blocks) * MR), col0, col1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void ConvEpilogue(in ConvJob job, float* tile, int ldc, int m0, int m1, int col0, int col1)
+    private static unsafe void ConvEpilogue<T, TV>(in ConvJob job, float* tile, int ldc, int m0, int m1, int col0, int col1)
+        where T : struct, ISimd<TV> where TV : struct
     {
         ref readonly var g = ref job.Geometry;
         int pixels = g.Ho * g.Wo;
         float scale = job.Scale;
-        var vscale = Vector512.Create(scale);
+        var vscale = T.Broadcast(scale);
         for (int m = m0; m < m1; m++)
         {
             float* row = tile + (long)(m - m0) * ldc - col0;
@@ -237,16 +259,16 @@ public sealed partial class CpuBackend
                 float* dst = job.Y + at;
                 float* res = job.Residual == null ? null : job.Residual + at;
                 float* c = row + j;
-                var vbias = Vector512.Create(bias);
-                var vadd = Vector512.Create(add);
+                var vbias = T.Broadcast(bias);
+                var vadd = T.Broadcast(add);
                 int i = 0;
-                for (; i <= length - 16; i += 16)
+                for (; i <= length - T.Count; i += T.Count)
                 {
-                    var v = Vector512.Load(c + i) + vbias;
-                    if (job.ChannelBias != null) v += vadd;
-                    if (res != null) v += Vector512.Load(res + i);
-                    if (scale != 1f) v *= vscale;
-                    v.Store(dst + i);
+                    var v = T.Add(T.Load(c + i), vbias);
+                    if (job.ChannelBias != null) v = T.Add(v, vadd);
+                    if (res != null) v = T.Add(v, T.Load(res + i));
+                    if (scale != 1f) v = T.Multiply(v, vscale);
+                    T.Store(v, dst + i);
                 }
                 for (; i < length; i++)
                 {
@@ -262,26 +284,26 @@ public sealed partial class CpuBackend
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void CopyStridedRun(float* src, int step, float* dst, int length)
+    private static unsafe void CopyStridedRun<T, TV>(float* src, int step, float* dst, int length) where T : struct, ISimd<TV> where TV : struct
     {
-        int i = 0;
-        if (step == 2 && Avx512F.IsSupported)
+        int i = 0, n = T.Count;
+        if (step == 2)
         {
-            // Even lanes of two vectors: one permute instead of sixteen scalar moves.
-            var evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-            for (; i <= length - 16; i += 16)
-                Avx512F.PermuteVar16x32x2(Vector512.Load(src + 2 * i), evens, Vector512.Load(src + 2 * i + 16)).Store(dst + i);
+            // Even lanes of two vectors: one or two permutes instead of a vector's worth of scalar moves.
+            for (; i <= length - n; i += n)
+                T.Store(T.Evens(T.Load(src + 2 * i), T.Load(src + 2 * i + n)), dst + i);
         }
         for (; i < length; i++) dst[i] = src[(long)i * step];
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void CopyRun(float* src, float* dst, int length)
+    private static unsafe void CopyRun<T, TV>(float* src, float* dst, int length) where T : struct, ISimd<TV> where TV : struct
     {
         int i = 0;
-        for (; i <= length - 16; i += 16) Vector512.Load(src + i).Store(dst + i);
-        if (length - i >= 8) { Vector256.Load(src + i).Store(dst + i); i += 8; }
-        if (length - i >= 4) { Vector128.Load(src + i).Store(dst + i); i += 4; }
+        for (; i <= length - T.Count; i += T.Count) T.Store(T.Load(src + i), dst + i);
+        // Rows of 4 to 32 floats: the narrower vectors finish most of them (x86 has all three widths wherever a wider tier runs).
+        if (T.Count > 8 && length - i >= 8) { Vector256.Load(src + i).Store(dst + i); i += 8; }
+        if (T.Count > 4 && length - i >= 4) { Vector128.Load(src + i).Store(dst + i); i += 4; }
         for (; i < length; i++) dst[i] = src[i];
     }
 
@@ -345,6 +367,10 @@ public sealed partial class CpuBackend
         public readonly float* ChannelBias = channelBias;
         public readonly float* Residual = residual;
         public readonly float Scale = scale;
+
+        /// <summary>The same job reading <paramref name="newSource"/> (the padded input) through <paramref name="newOffsets"/>.</summary>
+        public ConvJob WithSource(float* newSource, int* newOffsets) =>
+            new(Geometry, Weights, newSource, newOffsets, Y, ChannelBias, Residual, Scale);
     }
 
     /// <summary>
@@ -353,9 +379,9 @@ public sealed partial class CpuBackend
     /// </summary>
     private readonly record struct ConvPartition(int ColumnTasks, int PanelsPerTask, int BlocksPerGroup, int Tasks)
     {
-        public static ConvPartition For(int columns, int mBlocks, int threads)
+        public static ConvPartition For(int columns, int mBlocks, int threads, int nr)
         {
-            int panels = (columns + Sgemm.NR - 1) / Sgemm.NR;
+            int panels = (columns + nr - 1) / nr;
             if (panels <= ConvMaxPanelsPerTask)
             {
                 // Few columns (small images at batch 1): the conv is bound by reading its weights, so each thread
@@ -375,16 +401,21 @@ public sealed partial class CpuBackend
     }
 }
 
-/// <summary>Weights packed for <see cref="Sgemm"/>: MR-row blocks, each stored k-major (MR values per k), zero-padded rows.</summary>
+/// <summary>
+/// Weights packed for <see cref="Sgemm"/> of one tier: MR-row blocks, each stored k-major (MR values per k),
+/// zero-padded rows. MR and NR are the tier's, so a backend of another tier cannot use them.
+/// </summary>
 internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
 {
     private readonly float[] _packed;
     private float[]? _winograd;
     private float[]? _channelPanels;
 
-    public CpuConv2dWeights(Conv2dSpec spec, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias) : base(spec)
+    public CpuConv2dWeights(Conv2dSpec spec, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, CpuTier tier, int mr, int nr) : base(spec)
     {
-        const int MR = Sgemm.MR;
+        Tier = tier;
+        MR = mr;
+        NR = nr;
         K = spec.InChannels * spec.Kernel * spec.Kernel;
         MBlocks = (spec.OutChannels + MR - 1) / MR;
         _packed = GC.AllocateArray<float>(checked(MBlocks * K * MR), pinned: true);
@@ -397,6 +428,12 @@ internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
         bias.CopyTo(Bias);
     }
 
+    public CpuTier Tier { get; }
+
+    public int MR { get; }
+
+    public int NR { get; }
+
     public int K { get; }
 
     public int MBlocks { get; }
@@ -405,8 +442,8 @@ internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
 
     public float* Pointer => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_packed));
 
-    /// <summary>Output channels in panels of <see cref="Sgemm.NR"/>, the last one zero-padded.</summary>
-    public int ChannelPanels => (Spec.OutChannels + Sgemm.NR - 1) / Sgemm.NR;
+    /// <summary>Output channels in panels of <see cref="NR"/>, the last one zero-padded.</summary>
+    public int ChannelPanels => (Spec.OutChannels + NR - 1) / NR;
 
     /// <summary>
     /// The same weights as NR-channel panels, each stored k-major (NR channel values per k), for the few-pixel
@@ -423,7 +460,6 @@ internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
 
     private float[] PackChannelPanels()
     {
-        const int MR = Sgemm.MR, NR = Sgemm.NR;
         var panels = GC.AllocateArray<float>(checked(ChannelPanels * K * NR), pinned: true);
         for (int m = 0; m < Spec.OutChannels; m++)
         {
@@ -449,7 +485,6 @@ internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
 
     private float[] TransformForWinograd()
     {
-        const int MR = Sgemm.MR;
         int cin = Spec.InChannels;
         var u = GC.AllocateArray<float>(checked(16 * MBlocks * cin * MR), pinned: true);
         ReadOnlySpan<double> gm = [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1];

@@ -1,5 +1,5 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
+using Diffusion.Kernels.Backends.Cpu.Simd;
 
 namespace Diffusion.Kernels.Backends.Cpu;
 
@@ -10,14 +10,18 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// (ky, kx) of channel ci reads padded[ci][q + ky·Wp + kx], so for a fixed tap the inputs of consecutive q are
 /// consecutive floats and a vector of 16 outputs takes one unaligned load, no copy. The Wp − Wo columns of q that
 /// fall in the right border are computed and dropped (2 of 34 at 32×32). The work is cut into chunks of 128 q
-/// values of one image, handed out in a few contiguous runs per thread; a chunk keeps 3 channels × 8 vectors of
-/// accumulators in registers over all Cin·K·K taps, broadcasting the weights from the direct path's panel
-/// (k-major, 8 channels per k, zero past Cout). conv_out: 150 GFLOP/s at batch 8 (38 through im2col).
+/// values of one image (FewChannelVectors vectors: 8 of 16 on AVX-512, 4 of 8 on AVX2), handed out in a few contiguous
+/// runs per thread; a chunk keeps 3 channels × those vectors of accumulators in registers over all Cin·K·K taps
+/// (24 of 32 zmm, 12 of 16 ymm), broadcasting the weights from the direct path's panel (k-major, MR channels per k,
+/// zero past Cout). conv_out: 150 GFLOP/s at batch 8 on AVX-512 (38 through im2col).
 /// </summary>
 public sealed partial class CpuBackend
 {
     private const int FewChannelsMax = 3;
-    private const int FewChannelsChunk = 128;
+
+    /// <summary>Outputs of one chunk: the tier's accumulator vectors per channel.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int FewChannelsChunk<T, TV>() where T : struct, ISimd<TV> where TV : struct => T.FewChannelVectors * T.Count;
 
     [ThreadStatic] private static Workspace? t_fewChannelsSums;
 
@@ -28,25 +32,27 @@ public sealed partial class CpuBackend
     /// Floats the last chunk of the last image may read past the padded input: its q run past Ho·Wp by up to a chunk
     /// less one, plus the farthest tap's offset, ends at most Chunk + Kernel floats beyond the last plane.
     /// </summary>
-    private static int FewChannelsSlack(in ConvGeometry g) => FewChannelsChunk + g.Kernel;
+    private static int FewChannelsSlack<T, TV>(in ConvGeometry g) where T : struct, ISimd<TV> where TV : struct =>
+        FewChannelsChunk<T, TV>() + g.Kernel;
 
-    private unsafe void Conv2dFewChannels(ConvJob job)
+    private unsafe void Conv2dFewChannels<T, TV>(ConvJob job) where T : struct, ISimd<TV> where TV : struct
     {
         ref readonly var g = ref job.Geometry;
-        int chunks = (g.Ho * g.Wp + FewChannelsChunk - 1) / FewChannelsChunk;
+        int chunk = FewChannelsChunk<T, TV>();
+        int chunks = (g.Ho * g.Wp + chunk - 1) / chunk;
         ForRanges(g.N * chunks, (first, end) =>
         {
-            for (int i = first; i < end; i++) FewChannelsTask(job, i / chunks, i % chunks * FewChannelsChunk);
+            for (int i = first; i < end; i++) FewChannelsTask<T, TV>(job, i / chunks, i % chunks * chunk);
         });
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void FewChannelsTask(in ConvJob job, int n, int q0)
+    private static unsafe void FewChannelsTask<T, TV>(in ConvJob job, int n, int q0) where T : struct, ISimd<TV> where TV : struct
     {
         ref readonly var g = ref job.Geometry;
-        const int C = FewChannelsChunk;
+        int C = FewChannelsChunk<T, TV>();
         float* sums = (t_fewChannelsSums ??= new()).Floats(FewChannelsMax * C);
-        FewChannelsKernel(g.K, job.Source + (long)n * g.Cin * g.PlaneSize + q0, job.Offsets, job.Weights.Pointer, sums);
+        FewChannelsKernel<T, TV>(g.K, job.Source + (long)n * g.Cin * g.PlaneSize + q0, job.Offsets, job.Weights.Pointer, sums);
 
         // Through the shared epilogue one run of an output row at a time: a run's sums and its output columns are
         // both contiguous, so the border columns are skipped without copying anything.
@@ -58,57 +64,66 @@ public sealed partial class CpuBackend
             if (length > 0)
             {
                 int j = n * g.Ho * g.Wo + oy * g.Wo + ox;
-                ConvEpilogue(job, sums + (q - q0), C, 0, g.Cout, j, j + length);
+                ConvEpilogue<T, TV>(job, sums + (q - q0), C, 0, g.Cout, j, j + length);
             }
             q += g.Wp - ox;
         }
     }
 
     /// <summary>
-    /// The chunk's 3 channels × 128 outputs, summed over the k = Cin·K·K patch rows: row kk reads x + offsets[kk]
-    /// (the direct path's patch offsets) and broadcasts weights w[kk·MR + channel]. One flat loop, like the Sgemm
-    /// micro-kernels, so the JIT keeps all 24 accumulators in registers. Row m of the result goes to
-    /// output + m·FewChannelsChunk.
+    /// The chunk's 3 channels × FewChannelVectors vectors of outputs, summed over the k = Cin·K·K patch rows: row kk
+    /// reads x + offsets[kk] (the direct path's patch offsets) and broadcasts weights w[kk·MR + channel]. One flat
+    /// loop, like the Sgemm micro-kernels, so the JIT keeps every accumulator in registers; written for up to 8
+    /// vectors, the ones past the tier's count are constant-false branches the JIT drops. Row m of the result goes to
+    /// output + m·chunk.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void FewChannelsKernel(int k, float* x, int* offsets, float* w, float* output)
+    private static unsafe void FewChannelsKernel<T, TV>(int k, float* x, int* offsets, float* w, float* output)
+        where T : struct, ISimd<TV> where TV : struct
     {
-        const int MR = Sgemm.MR, V = 16, C = FewChannelsChunk;
-        var a0 = Vector512<float>.Zero;
-        Vector512<float> a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-        Vector512<float> b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, b6 = a0, b7 = a0;
-        Vector512<float> c0 = a0, c1 = a0, c2 = a0, c3 = a0, c4 = a0, c5 = a0, c6 = a0, c7 = a0;
+        int mr = T.MR, n = T.Count, C = FewChannelsChunk<T, TV>();
+        bool eight = T.FewChannelVectors == 8;
+        var z = T.Zero;
+        TV a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z;
+        TV b0 = z, b1 = z, b2 = z, b3 = z, b4 = z, b5 = z, b6 = z, b7 = z;
+        TV c0 = z, c1 = z, c2 = z, c3 = z, c4 = z, c5 = z, c6 = z, c7 = z;
         for (int kk = 0; kk < k; kk++)
         {
             float* s = x + offsets[kk];
-            var wa = Vector512.Create(w[0]);
-            var wb = Vector512.Create(w[1]);
-            var wc = Vector512.Create(w[2]);
-            var v = Vector512.Load(s);
-            a0 = Vector512.FusedMultiplyAdd(wa, v, a0); b0 = Vector512.FusedMultiplyAdd(wb, v, b0); c0 = Vector512.FusedMultiplyAdd(wc, v, c0);
-            v = Vector512.Load(s + V);
-            a1 = Vector512.FusedMultiplyAdd(wa, v, a1); b1 = Vector512.FusedMultiplyAdd(wb, v, b1); c1 = Vector512.FusedMultiplyAdd(wc, v, c1);
-            v = Vector512.Load(s + 2 * V);
-            a2 = Vector512.FusedMultiplyAdd(wa, v, a2); b2 = Vector512.FusedMultiplyAdd(wb, v, b2); c2 = Vector512.FusedMultiplyAdd(wc, v, c2);
-            v = Vector512.Load(s + 3 * V);
-            a3 = Vector512.FusedMultiplyAdd(wa, v, a3); b3 = Vector512.FusedMultiplyAdd(wb, v, b3); c3 = Vector512.FusedMultiplyAdd(wc, v, c3);
-            v = Vector512.Load(s + 4 * V);
-            a4 = Vector512.FusedMultiplyAdd(wa, v, a4); b4 = Vector512.FusedMultiplyAdd(wb, v, b4); c4 = Vector512.FusedMultiplyAdd(wc, v, c4);
-            v = Vector512.Load(s + 5 * V);
-            a5 = Vector512.FusedMultiplyAdd(wa, v, a5); b5 = Vector512.FusedMultiplyAdd(wb, v, b5); c5 = Vector512.FusedMultiplyAdd(wc, v, c5);
-            v = Vector512.Load(s + 6 * V);
-            a6 = Vector512.FusedMultiplyAdd(wa, v, a6); b6 = Vector512.FusedMultiplyAdd(wb, v, b6); c6 = Vector512.FusedMultiplyAdd(wc, v, c6);
-            v = Vector512.Load(s + 7 * V);
-            a7 = Vector512.FusedMultiplyAdd(wa, v, a7); b7 = Vector512.FusedMultiplyAdd(wb, v, b7); c7 = Vector512.FusedMultiplyAdd(wc, v, c7);
-            w += MR;
+            var wa = T.Broadcast(w[0]);
+            var wb = T.Broadcast(w[1]);
+            var wc = T.Broadcast(w[2]);
+            var v = T.Load(s);
+            a0 = T.FusedMultiplyAdd(wa, v, a0); b0 = T.FusedMultiplyAdd(wb, v, b0); c0 = T.FusedMultiplyAdd(wc, v, c0);
+            v = T.Load(s + n);
+            a1 = T.FusedMultiplyAdd(wa, v, a1); b1 = T.FusedMultiplyAdd(wb, v, b1); c1 = T.FusedMultiplyAdd(wc, v, c1);
+            v = T.Load(s + 2 * n);
+            a2 = T.FusedMultiplyAdd(wa, v, a2); b2 = T.FusedMultiplyAdd(wb, v, b2); c2 = T.FusedMultiplyAdd(wc, v, c2);
+            v = T.Load(s + 3 * n);
+            a3 = T.FusedMultiplyAdd(wa, v, a3); b3 = T.FusedMultiplyAdd(wb, v, b3); c3 = T.FusedMultiplyAdd(wc, v, c3);
+            if (eight)
+            {
+                v = T.Load(s + 4 * n);
+                a4 = T.FusedMultiplyAdd(wa, v, a4); b4 = T.FusedMultiplyAdd(wb, v, b4); c4 = T.FusedMultiplyAdd(wc, v, c4);
+                v = T.Load(s + 5 * n);
+                a5 = T.FusedMultiplyAdd(wa, v, a5); b5 = T.FusedMultiplyAdd(wb, v, b5); c5 = T.FusedMultiplyAdd(wc, v, c5);
+                v = T.Load(s + 6 * n);
+                a6 = T.FusedMultiplyAdd(wa, v, a6); b6 = T.FusedMultiplyAdd(wb, v, b6); c6 = T.FusedMultiplyAdd(wc, v, c6);
+                v = T.Load(s + 7 * n);
+                a7 = T.FusedMultiplyAdd(wa, v, a7); b7 = T.FusedMultiplyAdd(wb, v, b7); c7 = T.FusedMultiplyAdd(wc, v, c7);
+            }
+            w += mr;
         }
-        a0.Store(output); a1.Store(output + V); a2.Store(output + 2 * V); a3.Store(output + 3 * V);
-        a4.Store(output + 4 * V); a5.Store(output + 5 * V); a6.Store(output + 6 * V); a7.Store(output + 7 * V);
-        float* o = output + C;
-        b0.Store(o); b1.Store(o + V); b2.Store(o + 2 * V); b3.Store(o + 3 * V);
-        b4.Store(o + 4 * V); b5.Store(o + 5 * V); b6.Store(o + 6 * V); b7.Store(o + 7 * V);
-        o += C;
-        c0.Store(o); c1.Store(o + V); c2.Store(o + 2 * V); c3.Store(o + 3 * V);
-        c4.Store(o + 4 * V); c5.Store(o + 5 * V); c6.Store(o + 6 * V); c7.Store(o + 7 * V);
+        StoreRow(output, n, eight, a0, a1, a2, a3, a4, a5, a6, a7);
+        StoreRow(output + C, n, eight, b0, b1, b2, b3, b4, b5, b6, b7);
+        StoreRow(output + 2 * C, n, eight, c0, c1, c2, c3, c4, c5, c6, c7);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static void StoreRow(float* o, int n, bool eight, TV v0, TV v1, TV v2, TV v3, TV v4, TV v5, TV v6, TV v7)
+        {
+            T.Store(v0, o); T.Store(v1, o + n); T.Store(v2, o + 2 * n); T.Store(v3, o + 3 * n);
+            if (!eight) return;
+            T.Store(v4, o + 4 * n); T.Store(v5, o + 5 * n); T.Store(v6, o + 6 * n); T.Store(v7, o + 7 * n);
+        }
     }
 }

@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
+using Diffusion.Kernels.Backends.Cpu.Simd;
 
 namespace Diffusion.Kernels.Backends.Cpu;
 
@@ -12,7 +11,7 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// result is as accurate as the direct sum; F(4×4, 3×3) would save 4× but is about ten times less accurate at
 /// 256+ channels, past the tests' float64 tolerance.
 /// A task owns one or more NR-tile panels and a group of output channels. Per panel it transforms the patches
-/// into per-ξ B panels (16 tiles per vector), runs the Sgemm micro-kernel against the transformed weights
+/// into per-ξ B panels (one tile per vector lane), runs the Sgemm micro-kernel against the transformed weights
 /// (packed once, on first use, like the direct path's panels), then transforms the products back and applies
 /// the epilogue; a panel's transformed inputs and products (16 × channels × NR floats each) stay in L2.
 /// </summary>
@@ -27,16 +26,15 @@ public sealed partial class CpuBackend
 
     /// <summary>
     /// Whether Winograd pays: 3×3 same-size convs over even images with channels enough to amortise the
-    /// transforms and at least a narrow panel of 16 tiles (an 8×8 image). A 4×4 image at batch 1 has 4 tiles: the
-    /// GEMMs would be mostly padding, and the conv is bound by reading its weights, which U makes 16/9 larger.
+    /// transforms and at least 16 tiles (an 8×8 image; a narrow AVX-512 panel). A 4×4 image at batch 1 has 4 tiles:
+    /// the GEMMs would be mostly padding, and the conv is bound by reading its weights, which U makes 16/9 larger.
     /// </summary>
     private static bool UsesWinograd(in ConvGeometry g) =>
         g.Kernel == 3 && g.Stride == 1 && g.PadBegin == 1 && g.PadEnd == 1 && g.H % 2 == 0 && g.W % 2 == 0
-        && g.Cin >= 16 && g.Cout >= 16 && g.N * (g.H / 2) * (g.W / 2) >= Sgemm.NR / 2
-        && Avx2.IsSupported && Vector512.IsHardwareAccelerated;
+        && g.Cin >= 16 && g.Cout >= 16 && g.N * (g.H / 2) * (g.W / 2) >= 16;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private unsafe void Conv2dWinograd(in ConvJob job)
+    private unsafe void Conv2dWinograd<T, TV>(in ConvJob job) where T : struct, ISimd<TV> where TV : struct
     {
         ref readonly var g = ref job.Geometry;
         int tilesPerRow = g.W / 2, tilesPerImage = g.H / 2 * tilesPerRow;
@@ -52,14 +50,14 @@ public sealed partial class CpuBackend
         }
         var w = job.Weights;
         var task = new WinogradJob(job, w.WinogradPointer, origins, tiles);
-        var part = ConvPartition.For(tiles, w.MBlocks, Threads);
-        For(part.Tasks, i => WinogradTask(task, part, i));
+        var part = ConvPartition.For(tiles, w.MBlocks, Threads, T.NR);
+        For(part.Tasks, i => WinogradTask<T, TV>(task, part, i));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void WinogradTask(in WinogradJob wj, in ConvPartition part, int task)
+    private static unsafe void WinogradTask<T, TV>(in WinogradJob wj, in ConvPartition part, int task) where T : struct, ISimd<TV> where TV : struct
     {
-        const int NR = Sgemm.NR;
+        int NR = T.NR;
         ref readonly var job = ref wj.Job;
         int columnTask = task % part.ColumnTasks, group = task / part.ColumnTasks;
         int block0 = group * part.BlocksPerGroup;
@@ -67,22 +65,23 @@ public sealed partial class CpuBackend
         for (int p = 0; p < part.PanelsPerTask && blocks > 0; p++)
         {
             int t0 = (columnTask * part.PanelsPerTask + p) * NR;
-            if (t0 < wj.Tiles) WinogradPanel(wj, t0, Math.Min(NR, wj.Tiles - t0), block0, blocks);
+            if (t0 < wj.Tiles) WinogradPanel<T, TV>(wj, t0, Math.Min(NR, wj.Tiles - t0), block0, blocks);
         }
     }
 
     /// <summary>Tiles [t0, t0 + count) (count ≤ NR) for output-channel blocks [block0, block0 + blocks).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void WinogradPanel(in WinogradJob wj, int t0, int count, int block0, int blocks)
+    private static unsafe void WinogradPanel<T, TV>(in WinogradJob wj, int t0, int count, int block0, int blocks)
+        where T : struct, ISimd<TV> where TV : struct
     {
-        const int MR = Sgemm.MR, NR = Sgemm.NR;
+        int MR = T.MR, NR = T.NR, n = T.Count;
         ref readonly var job = ref wj.Job;
         ref readonly var g = ref job.Geometry;
 
         long vStride = PointStride((long)g.Cin * NR);
         float* v = (t_winogradInput ??= new()).Floats(WinogradPoints * vStride);
-        for (int lane0 = 0; lane0 < count; lane0 += 16)
-            WinogradInputTransform(job.Source, g, wj.Origins + t0 + lane0, Math.Min(16, count - lane0), v + lane0, vStride);
+        for (int lane0 = 0; lane0 < count; lane0 += n)
+            WinogradInputTransform<T, TV>(job.Source, g, wj.Origins + t0 + lane0, Math.Min(n, count - lane0), v + lane0, vStride);
 
         int rows = blocks * MR;
         long mStride = PointStride((long)rows * NR);
@@ -102,10 +101,10 @@ public sealed partial class CpuBackend
                 if (narrow)
                 {
                     for (; mb + 1 < blocks; mb += 2)
-                        Sgemm.MicroKernelNarrow(kc, a + mb * aBlock, a + (mb + 1) * aBlock, MR, b, NR, mXi + (long)mb * MR * NR, NR, k0 > 0);
+                        Sgemm.MicroKernelNarrow<T, TV>(kc, a + mb * aBlock, a + (mb + 1) * aBlock, MR, b, NR, mXi + (long)mb * MR * NR, NR, k0 > 0);
                 }
                 for (; mb < blocks; mb++)
-                    Sgemm.MicroKernel(kc, a + mb * aBlock, MR, b, NR, mXi + (long)mb * MR * NR, NR, k0 > 0);
+                    Sgemm.MicroKernel<T, TV>(kc, a + mb * aBlock, MR, b, NR, mXi + (long)mb * MR * NR, NR, k0 > 0);
             }
         }
 
@@ -113,28 +112,31 @@ public sealed partial class CpuBackend
         for (int co = block0 * MR; co < m1; co++)
         {
             float* products = m + (long)(co - block0 * MR) * NR;
-            for (int lane0 = 0; lane0 < count; lane0 += 16)
-                WinogradOutputTransform(job, co, products + lane0, mStride, wj.Origins + wj.Tiles + t0 + lane0, Math.Min(16, count - lane0));
+            for (int lane0 = 0; lane0 < count; lane0 += n)
+                WinogradOutputTransform<T, TV>(job, co, products + lane0, mStride, wj.Origins + wj.Tiles + t0 + lane0, Math.Min(n, count - lane0));
         }
     }
 
     /// <summary>
-    /// V = Bᵀ d B for up to 16 tiles (one per lane) and every input channel, stored as the 16 ξ panels' rows
-    /// v[ξ][ci][lane]. Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]. When the lanes are two runs of 8 tiles
-    /// along tile rows (images 16 or more pixels wide), each patch column is two contiguous loads and one
-    /// even/odd permute; otherwise it is gathered. Lanes past <paramref name="count"/> repeat the last tile;
-    /// their columns are computed and never stored.
+    /// V = Bᵀ d B for up to a vector of tiles (one per lane) and every input channel, stored as the 16 ξ panels' rows
+    /// v[ξ][ci][lane]. Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]. When the lanes are two runs of half a vector
+    /// of tiles along tile rows (on AVX-512, images 16 or more pixels wide), each patch column is two contiguous
+    /// loads and one even/odd permute; otherwise it is gathered. Lanes past <paramref name="count"/> repeat the last
+    /// tile; their columns are computed and never stored.
     /// </summary>
-    private static unsafe void WinogradInputTransform(float* source, in ConvGeometry g, int* origins, int count, float* v, long xiStride)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void WinogradInputTransform<T, TV>(float* source, in ConvGeometry g, int* origins, int count, float* v, long xiStride)
+        where T : struct, ISimd<TV> where TV : struct
     {
-        if (count == 16 && g.W / 2 % 8 == 0)
+        int n = T.Count;
+        if (count == n && g.W / 2 % (n / 2) == 0)
         {
-            WinogradInputTransform(new TileRuns(source + origins[0], source + origins[8]), g, v, xiStride);
+            WinogradInputTransform<T, TV, TileRuns<T, TV>>(new TileRuns<T, TV>(source + origins[0], source + origins[n / 2]), g, v, xiStride);
             return;
         }
-        Span<int> lanes = stackalloc int[16];
-        for (int l = 0; l < 16; l++) lanes[l] = origins[Math.Min(l, count - 1)];
-        WinogradInputTransform(new TileGather(source, Vector256.Create<int>(lanes[..8]), Vector256.Create<int>(lanes[8..])), g, v, xiStride);
+        int* lanes = stackalloc int[n];
+        for (int l = 0; l < n; l++) lanes[l] = origins[Math.Min(l, count - 1)];
+        WinogradInputTransform<T, TV, TileGather<T, TV>>(new TileGather<T, TV>(source, lanes), g, v, xiStride);
     }
 
     /// <summary>
@@ -144,129 +146,134 @@ public sealed partial class CpuBackend
     private static long PointStride(long floats) => floats % 1024 == 0 ? floats + 16 : floats;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void WinogradInputTransform<TPatch>(TPatch patch, in ConvGeometry g, float* v, long xiStride) where TPatch : struct, IPatchColumns
+    private static unsafe void WinogradInputTransform<T, TV, TPatch>(TPatch patch, in ConvGeometry g, float* v, long xiStride)
+        where T : struct, ISimd<TV> where TV : struct where TPatch : struct, IPatchColumns<TV>
     {
         int wp = g.Wp;
         for (int ci = 0; ci < g.Cin; ci++)
         {
             long plane = (long)ci * g.PlaneSize;
             // Bᵀ over the patch rows first, column by column: t[a][c] for the four rows a.
-            Vector512<float> t00, t01, t02, t03, t10, t11, t12, t13, t20, t21, t22, t23, t30, t31, t32, t33;
+            TV t00, t01, t02, t03, t10, t11, t12, t13, t20, t21, t22, t23, t30, t31, t32, t33;
             {
                 var d0 = patch.Column(plane, 0); var d1 = patch.Column(plane + wp, 0);
                 var d2 = patch.Column(plane + 2 * wp, 0); var d3 = patch.Column(plane + 3 * wp, 0);
-                t00 = d0 - d2; t10 = d1 + d2; t20 = d2 - d1; t30 = d1 - d3;
+                t00 = T.Subtract(d0, d2); t10 = T.Add(d1, d2); t20 = T.Subtract(d2, d1); t30 = T.Subtract(d1, d3);
             }
             {
                 var d0 = patch.Column(plane, 1); var d1 = patch.Column(plane + wp, 1);
                 var d2 = patch.Column(plane + 2 * wp, 1); var d3 = patch.Column(plane + 3 * wp, 1);
-                t01 = d0 - d2; t11 = d1 + d2; t21 = d2 - d1; t31 = d1 - d3;
+                t01 = T.Subtract(d0, d2); t11 = T.Add(d1, d2); t21 = T.Subtract(d2, d1); t31 = T.Subtract(d1, d3);
             }
             {
                 var d0 = patch.Column(plane, 2); var d1 = patch.Column(plane + wp, 2);
                 var d2 = patch.Column(plane + 2 * wp, 2); var d3 = patch.Column(plane + 3 * wp, 2);
-                t02 = d0 - d2; t12 = d1 + d2; t22 = d2 - d1; t32 = d1 - d3;
+                t02 = T.Subtract(d0, d2); t12 = T.Add(d1, d2); t22 = T.Subtract(d2, d1); t32 = T.Subtract(d1, d3);
             }
             {
                 var d0 = patch.Column(plane, 3); var d1 = patch.Column(plane + wp, 3);
                 var d2 = patch.Column(plane + 2 * wp, 3); var d3 = patch.Column(plane + 3 * wp, 3);
-                t03 = d0 - d2; t13 = d1 + d2; t23 = d2 - d1; t33 = d1 - d3;
+                t03 = T.Subtract(d0, d2); t13 = T.Add(d1, d2); t23 = T.Subtract(d2, d1); t33 = T.Subtract(d1, d3);
             }
             // Then along the columns: ξ = 4a + b.
-            float* dst = v + (long)ci * Sgemm.NR;
+            float* dst = v + (long)ci * T.NR;
             StoreRow(dst, xiStride, 0, t00, t01, t02, t03);
             StoreRow(dst, xiStride, 4, t10, t11, t12, t13);
             StoreRow(dst, xiStride, 8, t20, t21, t22, t23);
             StoreRow(dst, xiStride, 12, t30, t31, t32, t33);
         }
 
-        static void StoreRow(float* dst, long xiStride, int xi0, Vector512<float> c0, Vector512<float> c1, Vector512<float> c2, Vector512<float> c3)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static void StoreRow(float* dst, long xiStride, int xi0, TV c0, TV c1, TV c2, TV c3)
         {
-            (c0 - c2).Store(dst + xi0 * xiStride);
-            (c1 + c2).Store(dst + (xi0 + 1) * xiStride);
-            (c2 - c1).Store(dst + (xi0 + 2) * xiStride);
-            (c1 - c3).Store(dst + (xi0 + 3) * xiStride);
+            T.Store(T.Subtract(c0, c2), dst + xi0 * xiStride);
+            T.Store(T.Add(c1, c2), dst + (xi0 + 1) * xiStride);
+            T.Store(T.Subtract(c2, c1), dst + (xi0 + 2) * xiStride);
+            T.Store(T.Subtract(c1, c3), dst + (xi0 + 3) * xiStride);
         }
     }
 
-    /// <summary>Column c of row r of 16 tiles' 4×4 patches, one tile per lane; offset = r's row within the plane.</summary>
-    private interface IPatchColumns
+    /// <summary>Column c of row r of a vector of tiles' 4×4 patches, one tile per lane; offset = r's row within the plane.</summary>
+    private interface IPatchColumns<TV> where TV : struct
     {
-        Vector512<float> Column(long offset, int c);
-    }
-
-    /// <summary>Lanes 0–7 and 8–15 are each 8 consecutive tiles of one tile row: tile l's column c is element 2l + c.</summary>
-    private readonly unsafe struct TileRuns(float* first, float* second) : IPatchColumns
-    {
-        private static readonly Vector512<int> Evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        private static readonly Vector512<int> Odds = Evens + Vector512<int>.One;
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public Vector512<float> Column(long offset, int c) =>
-            Avx512F.PermuteVar16x32x2(Vector512.Load(first + offset + (c & 2)), (c & 1) == 0 ? Evens : Odds, Vector512.Load(second + offset + (c & 2)));
-    }
-
-    /// <summary>Any 16 tiles: two 8-lane gathers per column.</summary>
-    private readonly unsafe struct TileGather(float* source, Vector256<int> lo, Vector256<int> hi) : IPatchColumns
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public Vector512<float> Column(long offset, int c) =>
-            Vector512.Create(Avx2.GatherVector256(source + offset + c, lo, 4), Avx2.GatherVector256(source + offset + c, hi, 4));
+        TV Column(long offset, int c);
     }
 
     /// <summary>
-    /// Y = Aᵀ M A for output channel <paramref name="co"/> of up to 16 tiles, Aᵀ = [1 1 1 0; 0 1 −1 −1], then the
+    /// The lower and upper half of the lanes are each half a vector of consecutive tiles of one tile row: tile l's
+    /// column c is element 2l + c of its run, so a vector loaded at c & 2 holds every column c of half the lanes.
+    /// </summary>
+    private readonly unsafe struct TileRuns<T, TV>(float* first, float* second) : IPatchColumns<TV> where T : struct, ISimd<TV> where TV : struct
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public TV Column(long offset, int c)
+        {
+            var a = T.Load(first + offset + (c & 2));
+            var b = T.Load(second + offset + (c & 2));
+            return (c & 1) == 0 ? T.Evens(a, b) : T.Odds(a, b);
+        }
+    }
+
+    /// <summary>Any tiles: a gather per column (two 8-lane gathers on AVX-512, scalar loads on 128-bit).</summary>
+    private readonly unsafe struct TileGather<T, TV>(float* source, int* lanes) : IPatchColumns<TV> where T : struct, ISimd<TV> where TV : struct
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public TV Column(long offset, int c) => T.Gather(source + offset + c, lanes);
+    }
+
+    /// <summary>
+    /// Y = Aᵀ M A for output channel <paramref name="co"/> of up to a vector of tiles, Aᵀ = [1 1 1 0; 0 1 −1 −1], then the
     /// epilogue in the direct path's order: + bias, + channel bias, + residual, × scale.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void WinogradOutputTransform(in ConvJob job, int co, float* products, long xiStride, int* outputs, int count)
+    private static unsafe void WinogradOutputTransform<T, TV>(in ConvJob job, int co, float* products, long xiStride, int* outputs, int count)
+        where T : struct, ISimd<TV> where TV : struct
     {
         ref readonly var g = ref job.Geometry;
-        Vector512<float> s00, s01, s02, s03, s10, s11, s12, s13;
+        int n = T.Count;
+        TV s00, s01, s02, s03, s10, s11, s12, s13;
         {
-            var m0 = Vector512.Load(products); var m1 = Vector512.Load(products + 4 * xiStride);
-            var m2 = Vector512.Load(products + 8 * xiStride); var m3 = Vector512.Load(products + 12 * xiStride);
-            s00 = m0 + m1 + m2; s10 = m1 - m2 - m3;
+            var m0 = T.Load(products); var m1 = T.Load(products + 4 * xiStride);
+            var m2 = T.Load(products + 8 * xiStride); var m3 = T.Load(products + 12 * xiStride);
+            s00 = T.Add(T.Add(m0, m1), m2); s10 = T.Subtract(T.Subtract(m1, m2), m3);
         }
         {
-            var m0 = Vector512.Load(products + xiStride); var m1 = Vector512.Load(products + 5 * xiStride);
-            var m2 = Vector512.Load(products + 9 * xiStride); var m3 = Vector512.Load(products + 13 * xiStride);
-            s01 = m0 + m1 + m2; s11 = m1 - m2 - m3;
+            var m0 = T.Load(products + xiStride); var m1 = T.Load(products + 5 * xiStride);
+            var m2 = T.Load(products + 9 * xiStride); var m3 = T.Load(products + 13 * xiStride);
+            s01 = T.Add(T.Add(m0, m1), m2); s11 = T.Subtract(T.Subtract(m1, m2), m3);
         }
         {
-            var m0 = Vector512.Load(products + 2 * xiStride); var m1 = Vector512.Load(products + 6 * xiStride);
-            var m2 = Vector512.Load(products + 10 * xiStride); var m3 = Vector512.Load(products + 14 * xiStride);
-            s02 = m0 + m1 + m2; s12 = m1 - m2 - m3;
+            var m0 = T.Load(products + 2 * xiStride); var m1 = T.Load(products + 6 * xiStride);
+            var m2 = T.Load(products + 10 * xiStride); var m3 = T.Load(products + 14 * xiStride);
+            s02 = T.Add(T.Add(m0, m1), m2); s12 = T.Subtract(T.Subtract(m1, m2), m3);
         }
         {
-            var m0 = Vector512.Load(products + 3 * xiStride); var m1 = Vector512.Load(products + 7 * xiStride);
-            var m2 = Vector512.Load(products + 11 * xiStride); var m3 = Vector512.Load(products + 15 * xiStride);
-            s03 = m0 + m1 + m2; s13 = m1 - m2 - m3;
+            var m0 = T.Load(products + 3 * xiStride); var m1 = T.Load(products + 7 * xiStride);
+            var m2 = T.Load(products + 11 * xiStride); var m3 = T.Load(products + 15 * xiStride);
+            s03 = T.Add(T.Add(m0, m1), m2); s13 = T.Subtract(T.Subtract(m1, m2), m3);
         }
-        var bias = Vector512.Create(job.Weights.Bias[co]);
-        var y00 = (s00 + s01 + s02) + bias;
-        var y01 = (s01 - s02 - s03) + bias;
-        var y10 = (s10 + s11 + s12) + bias;
-        var y11 = (s11 - s12 - s13) + bias;
+        var bias = T.Broadcast(job.Weights.Bias[co]);
+        var y00 = T.Add(T.Add(T.Add(s00, s01), s02), bias);
+        var y01 = T.Add(T.Subtract(T.Subtract(s01, s02), s03), bias);
+        var y10 = T.Add(T.Add(T.Add(s10, s11), s12), bias);
+        var y11 = T.Add(T.Subtract(T.Subtract(s11, s12), s13), bias);
         long plane = (long)g.Ho * g.Wo;
-        if (count == 16 && g.Wo / 2 % 8 == 0)
+        if (count == n && g.Wo / 2 % (n / 2) == 0)
         {
-            // Two runs of 8 tiles along tile rows: interleaving a tile row's left and right outputs gives 16
-            // contiguous pixels of an output row per run.
-            var left = Vector512.Create(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-            var right = left + Vector512.Create(8);
-            long first = outputs[0] + co * plane, second = outputs[8] + co * plane;
-            FinishRun(job, first, Avx512F.PermuteVar16x32x2(y00, left, y01), co);
-            FinishRun(job, second, Avx512F.PermuteVar16x32x2(y00, right, y01), co);
-            FinishRun(job, first + g.Wo, Avx512F.PermuteVar16x32x2(y10, left, y11), co);
-            FinishRun(job, second + g.Wo, Avx512F.PermuteVar16x32x2(y10, right, y11), co);
+            // Two runs of half a vector of tiles along tile rows: interleaving a tile row's left and right outputs
+            // gives a vector of contiguous pixels of an output row per run.
+            long first = outputs[0] + co * plane, second = outputs[n / 2] + co * plane;
+            FinishRun(job, first, T.InterleaveLower(y00, y01), co);
+            FinishRun(job, second, T.InterleaveUpper(y00, y01), co);
+            FinishRun(job, first + g.Wo, T.InterleaveLower(y10, y11), co);
+            FinishRun(job, second + g.Wo, T.InterleaveUpper(y10, y11), co);
             return;
         }
-        Span<float> y = stackalloc float[4 * 16];
-        y00.CopyTo(y);
-        y01.CopyTo(y[16..]);
-        y10.CopyTo(y[32..]);
-        y11.CopyTo(y[48..]);
+        float* y = stackalloc float[4 * n];
+        T.Store(y00, y);
+        T.Store(y01, y + n);
+        T.Store(y10, y + 2 * n);
+        T.Store(y11, y + 3 * n);
 
         float add = 0f;
         bool hasAdd = job.ChannelBias != null;
@@ -277,20 +284,22 @@ public sealed partial class CpuBackend
             long at = outputs[l] + (long)co * plane;
             if (hasAdd) add = job.ChannelBias[at / ((long)g.Cout * plane) * g.Cout + co];
             Finish(job, at, y[l], add, hasAdd, scale);
-            Finish(job, at + 1, y[16 + l], add, hasAdd, scale);
-            Finish(job, at + wo, y[32 + l], add, hasAdd, scale);
-            Finish(job, at + wo + 1, y[48 + l], add, hasAdd, scale);
+            Finish(job, at + 1, y[n + l], add, hasAdd, scale);
+            Finish(job, at + wo, y[2 * n + l], add, hasAdd, scale);
+            Finish(job, at + wo + 1, y[3 * n + l], add, hasAdd, scale);
         }
 
-        static void FinishRun(in ConvJob job, long at, Vector512<float> v, int co)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static void FinishRun(in ConvJob job, long at, TV v, int co)
         {
             ref readonly var g = ref job.Geometry;
-            if (job.ChannelBias != null) v += Vector512.Create(job.ChannelBias[at / ((long)g.Cout * g.Ho * g.Wo) * g.Cout + co]);
-            if (job.Residual != null) v += Vector512.Load(job.Residual + at);
-            if (job.Scale != 1f) v *= Vector512.Create(job.Scale);
-            v.Store(job.Y + at);
+            if (job.ChannelBias != null) v = T.Add(v, T.Broadcast(job.ChannelBias[at / ((long)g.Cout * g.Ho * g.Wo) * g.Cout + co]));
+            if (job.Residual != null) v = T.Add(v, T.Load(job.Residual + at));
+            if (job.Scale != 1f) v = T.Multiply(v, T.Broadcast(job.Scale));
+            T.Store(v, job.Y + at);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static void Finish(in ConvJob job, long at, float v, float add, bool hasAdd, float scale)
         {
             if (hasAdd) v += add;

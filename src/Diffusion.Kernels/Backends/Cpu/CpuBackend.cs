@@ -1,9 +1,9 @@
-using System.Runtime.Intrinsics;
-
 namespace Diffusion.Kernels.Backends.Cpu;
 
 /// <summary>
-/// The reference backend: every op in plain C# with Vector512 SIMD, spread over all cores. The ops live one per
+/// The reference backend: every op in plain C# SIMD, spread over all cores. Each kernel is written once, generic over
+/// an ISA tier (<see cref="CpuTier"/>; Simd/ISimd.cs), and every op dispatches to the tier chosen when the backend
+/// was created, so one process can hold backends of several tiers (the tests do). The ops live one per
 /// file (Conv2d.cs, GroupNorm.cs, Attention.cs, Linear.cs, Elementwise.cs, SamplerStep.cs), named like their
 /// CUDA twins in kernels/*.cu; Conv2dWinograd.cs is Conv2d's fast path for 3×3 convs. Ops run synchronously on
 /// the calling thread (which joins the worker threads), so one backend instance must be driven from one thread
@@ -16,21 +16,30 @@ public sealed partial class CpuBackend : IBackend
     private readonly ParallelOptions _parallel;
     private bool _disposed;
 
+    private readonly string? _tierForcedBy;
+
     /// <param name="threads">Worker threads; 0 means one per logical core.</param>
-    public CpuBackend(int threads = 0)
+    /// <param name="tier">The ISA tier; null means DIFFUSION_CPU_TIER if set, else the best the host executes.</param>
+    /// <exception cref="CpuTierException">The tier (or the variable's value) is unknown or not executable here.</exception>
+    public CpuBackend(int threads = 0, CpuTier? tier = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(threads);
         Threads = threads == 0 ? Environment.ProcessorCount : threads;
         _parallel = new ParallelOptions { MaxDegreeOfParallelism = Threads };
+        (Tier, _tierForcedBy) = CpuTiers.Resolve(tier);
     }
 
     public string Name => "cpu";
 
     public int Threads { get; }
 
+    /// <summary>The ISA tier every op of this backend runs.</summary>
+    public CpuTier Tier { get; }
+
+    /// <summary>"AMD EPYC, 2 threads, AVX2+FMA (forced by DIFFUSION_CPU_TIER)".</summary>
     public string DeviceDescription =>
-        $"{CpuModelName()}, {Threads} thread{(Threads == 1 ? "" : "s")}, " +
-        (Vector512.IsHardwareAccelerated ? "AVX-512" : "no AVX-512 (Vector512 emulated, slow)");
+        $"{CpuModelName()}, {Threads} thread{(Threads == 1 ? "" : "s")}, {CpuTiers.Describe(Tier)}" +
+        (_tierForcedBy == null ? "" : $" (forced by {_tierForcedBy})");
 
     /// <summary>The contents of a new tensor are unspecified (pooled memory is not cleared).</summary>
     public DeviceTensor Allocate(params int[] shape)

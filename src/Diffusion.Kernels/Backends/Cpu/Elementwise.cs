@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
+using Diffusion.Kernels.Backends.Cpu.Simd;
 
 namespace Diffusion.Kernels.Backends.Cpu;
 
@@ -15,12 +15,22 @@ public sealed partial class CpuBackend
         var xt = Mine(x, nameof(x));
         var yt = Mine(y, nameof(y));
         Require(y.SameShape(x), "SiLU", $"y {Describe(y)} does not match x {Describe(x)}");
-        var (src, dst) = ((nint)xt.Pointer, (nint)yt.Pointer);
+        switch (Tier)
+        {
+            case CpuTier.Avx512: SiLU<Simd512, Vector512<float>>(xt, yt); break;
+            case CpuTier.Avx2: SiLU<Simd256, Vector256<float>>(xt, yt); break;
+            default: SiLU<Simd128, Vector128<float>>(xt, yt); break;
+        }
+    }
+
+    private unsafe void SiLU<T, TV>(CpuTensor x, CpuTensor y) where T : struct, ISimd<TV> where TV : struct
+    {
+        var (src, dst) = ((nint)x.Pointer, (nint)y.Pointer);
         ForChunks(x.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             float* s = (float*)src, d = (float*)dst;
             long i = start;
-            for (; i <= end - 16; i += 16) SiLUValue(Vector512.Load(s + i)).Store(d + i);
+            for (; i <= end - T.Count; i += T.Count) T.Store(SiLUValue<T, TV>(T.Load(s + i)), d + i);
             for (; i < end; i++) d[i] = SiLUValue(s[i]);
         });
     }
@@ -31,13 +41,23 @@ public sealed partial class CpuBackend
         var bt = Mine(b, nameof(b));
         var yt = Mine(y, nameof(y));
         Require(b.SameShape(a) && y.SameShape(a), "Add", $"shapes differ: a {Describe(a)}, b {Describe(b)}, y {Describe(y)}");
-        var (pa, pb, py) = ((nint)at.Pointer, (nint)bt.Pointer, (nint)yt.Pointer);
+        switch (Tier)
+        {
+            case CpuTier.Avx512: Add<Simd512, Vector512<float>>(at, bt, yt, scale); break;
+            case CpuTier.Avx2: Add<Simd256, Vector256<float>>(at, bt, yt, scale); break;
+            default: Add<Simd128, Vector128<float>>(at, bt, yt, scale); break;
+        }
+    }
+
+    private unsafe void Add<T, TV>(CpuTensor a, CpuTensor b, CpuTensor y, float scale) where T : struct, ISimd<TV> where TV : struct
+    {
+        var (pa, pb, py) = ((nint)a.Pointer, (nint)b.Pointer, (nint)y.Pointer);
         ForChunks(a.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             float* sa = (float*)pa, sb = (float*)pb, d = (float*)py;
-            var vscale = Vector512.Create(scale);
+            var vscale = T.Broadcast(scale);
             long i = start;
-            for (; i <= end - 16; i += 16) ((Vector512.Load(sa + i) + Vector512.Load(sb + i)) * vscale).Store(d + i);
+            for (; i <= end - T.Count; i += T.Count) T.Store(T.Multiply(T.Add(T.Load(sa + i), T.Load(sb + i)), vscale), d + i);
             for (; i < end; i++) d[i] = (sa[i] + sb[i]) * scale;
         });
     }
@@ -49,11 +69,21 @@ public sealed partial class CpuBackend
         Require(x.Rank == 4, "Upsample2x", $"x {Describe(x)} is not (N, C, H, W)");
         Require(y.Rank == 4 && y.N == x.N && y.C == x.C && y.H == 2 * x.H && y.W == 2 * x.W, "Upsample2x",
             $"y {Describe(y)} is not ({x.N}, {x.C}, {2 * x.H}, {2 * x.W})");
+        switch (Tier)
+        {
+            case CpuTier.Avx512: Upsample2x<Simd512, Vector512<float>>(xt, yt); break;
+            case CpuTier.Avx2: Upsample2x<Simd256, Vector256<float>>(xt, yt); break;
+            default: Upsample2x<Simd128, Vector128<float>>(xt, yt); break;
+        }
+    }
+
+    private unsafe void Upsample2x<T, TV>(CpuTensor x, CpuTensor y) where T : struct, ISimd<TV> where TV : struct
+    {
         int h = x.H, w = x.W;
-        var (src, dst) = ((nint)xt.Pointer, (nint)yt.Pointer);
+        var (src, dst) = ((nint)x.Pointer, (nint)y.Pointer);
         ForRanges(x.N * x.C, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
         {
-            var pairs = Vector512.Create(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+            int n = T.Count;
             for (int plane = first; plane < end; plane++)
             {
                 float* s = (float*)src + (long)plane * h * w;
@@ -62,22 +92,33 @@ public sealed partial class CpuBackend
                 {
                     float* top = d + (long)(2 * row) * 2 * w, bottom = top + 2 * w;
                     float* sr = s + (long)row * w;
-                    int col = 0;
-                    if (Avx512F.IsSupported)
-                    {
-                        // Eight inputs, each written twice: one permute, two stores on each output row.
-                        for (; col <= w - 8; col += 8)
-                        {
-                            var twice = Avx512F.PermuteVar16x32(Vector256.Load(sr + col).ToVector512Unsafe(), pairs);
-                            twice.Store(top + 2 * col);
-                            twice.Store(bottom + 2 * col);
-                        }
-                    }
+                    int col = Upsample2xRow<T, TV>(sr, top, bottom, 0, w);
+                    // Rows of 8 (the 8×8 level) are shorter than a zmm: on AVX-512 they go through the AVX2 tier's ymm.
+                    if (n > 8) col = Upsample2xRow<Simd256, Vector256<float>>(sr, top, bottom, col, w);
                     for (; col < w; col++)
                         top[2 * col] = top[2 * col + 1] = bottom[2 * col] = bottom[2 * col + 1] = sr[col];
                 }
             }
         });
+    }
+
+    /// <summary>
+    /// Input columns [col, …) of one row, a vector at a time, into both output rows; returns the first column left
+    /// for the scalar tail. Each vector interleaved with itself fills two vectors of an output row.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe int Upsample2xRow<T, TV>(float* sr, float* top, float* bottom, int col, int w) where T : struct, ISimd<TV> where TV : struct
+    {
+        int n = T.Count;
+        for (; col <= w - n; col += n)
+        {
+            var v = T.Load(sr + col);
+            var lower = T.InterleaveLower(v, v);
+            var upper = T.InterleaveUpper(v, v);
+            T.Store(lower, top + 2 * col); T.Store(upper, top + 2 * col + n);
+            T.Store(lower, bottom + 2 * col); T.Store(upper, bottom + 2 * col + n);
+        }
+        return col;
     }
 
     public unsafe void Concat(DeviceTensor a, DeviceTensor b, DeviceTensor y)
@@ -135,7 +176,8 @@ public sealed partial class CpuBackend
 
     /// <summary>x·σ(x) written as x / (1 + e^−x), PyTorch's CPU formula.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<float> SiLUValue(Vector512<float> x) => x / (Vector512<float>.One + VectorExp.Exp(-x));
+    internal static TV SiLUValue<T, TV>(TV x) where T : struct, ISimd<TV> where TV : struct =>
+        T.Divide(x, T.Add(T.Broadcast(1f), VectorExp.Exp<T, TV>(T.Subtract(T.Zero, x))));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float SiLUValue(float x) => x / (1f + MathF.Exp(-x));

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Diffusion.Kernels.Backends.Cpu.Simd;
 
 namespace Diffusion.Kernels.Backends.Cpu;
 
@@ -25,44 +26,57 @@ public sealed partial class CpuBackend
         Require(gamma.Length == x.C && beta.Length == x.C, Op, $"gamma and beta need {x.C} values each");
         Require(eps >= 0f, Op, "eps is negative");
 
+        switch (Tier)
+        {
+            case CpuTier.Avx512: GroupNorm<Simd512, Vector512<float>>(xt, gt, bt, groups, eps, silu, yt); break;
+            case CpuTier.Avx2: GroupNorm<Simd256, Vector256<float>>(xt, gt, bt, groups, eps, silu, yt); break;
+            default: GroupNorm<Simd128, Vector128<float>>(xt, gt, bt, groups, eps, silu, yt); break;
+        }
+    }
+
+    private unsafe void GroupNorm<T, TV>(CpuTensor x, CpuTensor gamma, CpuTensor beta, int groups, float eps, bool silu, CpuTensor y)
+        where T : struct, ISimd<TV> where TV : struct
+    {
         int channels = x.C;
         int perGroup = channels / groups;
         long plane = x.Length / ((long)x.N * channels);
-        var job = (X: (nint)xt.Pointer, Y: (nint)yt.Pointer, Gamma: (nint)gt.Pointer, Beta: (nint)bt.Pointer);
+        var job = (X: (nint)x.Pointer, Y: (nint)y.Pointer, Gamma: (nint)gamma.Pointer, Beta: (nint)beta.Pointer);
         ForRanges(x.N * groups, (first, end) =>
         {
             for (int block = first; block < end; block++)
             {
                 long offset = (long)block * perGroup * plane;
                 int c0 = block % groups * perGroup;
-                GroupNormBlock((float*)job.X + offset, (float*)job.Y + offset, (float*)job.Gamma + c0, (float*)job.Beta + c0,
+                GroupNormBlock<T, TV>((float*)job.X + offset, (float*)job.Y + offset, (float*)job.Gamma + c0, (float*)job.Beta + c0,
                     perGroup, plane, eps, silu);
             }
         });
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void GroupNormBlock(float* x, float* y, float* gamma, float* beta, int channels, long plane, float eps, bool silu)
+    private static unsafe void GroupNormBlock<T, TV>(float* x, float* y, float* gamma, float* beta, int channels, long plane, float eps, bool silu)
+        where T : struct, ISimd<TV> where TV : struct
     {
         long count = channels * plane;
+        float* lanes = stackalloc float[T.Count];
         double sum = 0;
-        for (int c = 0; c < channels; c++) sum += SumPlane(x + c * plane, plane);
+        for (int c = 0; c < channels; c++) sum += SumPlane<T, TV>(x + c * plane, plane, lanes);
         double mean = sum / count;
         double squares = 0;
-        for (int c = 0; c < channels; c++) squares += SumSquaresPlane(x + c * plane, plane, (float)mean);
+        for (int c = 0; c < channels; c++) squares += SumSquaresPlane<T, TV>(x + c * plane, plane, (float)mean, lanes);
         double rstd = 1.0 / Math.Sqrt(squares / count + eps);
         for (int c = 0; c < channels; c++)
         {
             double scale = gamma[c] * rstd;
-            var vscale = Vector512.Create((float)scale);
-            var vshift = Vector512.Create((float)(beta[c] - mean * scale));
+            var vscale = T.Broadcast((float)scale);
+            var vshift = T.Broadcast((float)(beta[c] - mean * scale));
             float* src = x + c * plane, dst = y + c * plane;
             long i = 0;
-            for (; i <= plane - 16; i += 16)
+            for (; i <= plane - T.Count; i += T.Count)
             {
-                var v = Vector512.FusedMultiplyAdd(Vector512.Load(src + i), vscale, vshift);
-                if (silu) v = SiLUValue(v);
-                v.Store(dst + i);
+                var v = T.FusedMultiplyAdd(T.Load(src + i), vscale, vshift);
+                if (silu) v = SiLUValue<T, TV>(v);
+                T.Store(v, dst + i);
             }
             for (; i < plane; i++)
             {
@@ -72,34 +86,44 @@ public sealed partial class CpuBackend
         }
     }
 
-    private static unsafe double SumPlane(float* x, long length)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe double SumPlane<T, TV>(float* x, long length, float* lanes) where T : struct, ISimd<TV> where TV : struct
     {
-        var acc = Vector512<float>.Zero;
+        var acc = T.Zero;
         long i = 0;
-        for (; i <= length - 16; i += 16) acc += Vector512.Load(x + i);
-        double sum = 0;
-        for (int lane = 0; lane < 16; lane++) sum += acc[lane];
+        for (; i <= length - T.Count; i += T.Count) acc = T.Add(acc, T.Load(x + i));
+        double sum = SumLanes<T, TV>(acc, lanes);
         for (; i < length; i++) sum += x[i];
         return sum;
     }
 
-    private static unsafe double SumSquaresPlane(float* x, long length, float mean)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe double SumSquaresPlane<T, TV>(float* x, long length, float mean, float* lanes) where T : struct, ISimd<TV> where TV : struct
     {
-        var vmean = Vector512.Create(mean);
-        var acc = Vector512<float>.Zero;
+        var vmean = T.Broadcast(mean);
+        var acc = T.Zero;
         long i = 0;
-        for (; i <= length - 16; i += 16)
+        for (; i <= length - T.Count; i += T.Count)
         {
-            var d = Vector512.Load(x + i) - vmean;
-            acc = Vector512.FusedMultiplyAdd(d, d, acc);
+            var d = T.Subtract(T.Load(x + i), vmean);
+            acc = T.FusedMultiplyAdd(d, d, acc);
         }
-        double sum = 0;
-        for (int lane = 0; lane < 16; lane++) sum += acc[lane];
+        double sum = SumLanes<T, TV>(acc, lanes);
         for (; i < length; i++)
         {
             double d = x[i] - mean;
             sum += d * d;
         }
+        return sum;
+    }
+
+    /// <summary>The lanes of a float accumulator summed in double (through <paramref name="lanes"/>, a vector of scratch), as the statistics' cross-channel sums are.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe double SumLanes<T, TV>(TV acc, float* lanes) where T : struct, ISimd<TV> where TV : struct
+    {
+        T.Store(acc, lanes);
+        double sum = 0;
+        for (int lane = 0; lane < T.Count; lane++) sum += lanes[lane];
         return sum;
     }
 }

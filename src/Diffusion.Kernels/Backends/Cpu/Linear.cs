@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Diffusion.Kernels.Backends.Cpu.Simd;
 
 namespace Diffusion.Kernels.Backends.Cpu;
 
@@ -44,6 +45,12 @@ public sealed partial class CpuBackend
             input = _linearInput.Floats(x.Length);
             for (long i = 0; i < x.Length; i++) input[i] = SiLUValue(xt.Pointer[i]);
         }
+        delegate*<float*, float*, int, float> dot = Tier switch
+        {
+            CpuTier.Avx512 => &Dot<Simd512, Vector512<float>>,
+            CpuTier.Avx2 => &Dot<Simd256, Vector256<float>>,
+            _ => &Dot<Simd128, Vector128<float>>,
+        };
         const int OutputsPerTask = 64;
         var job = (X: (nint)input, Y: (nint)yt.Pointer);
         For((outF + OutputsPerTask - 1) / OutputsPerTask, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (task) =>
@@ -53,19 +60,19 @@ public sealed partial class CpuBackend
             {
                 float* wRow = w.Pointer + (long)o * inF;
                 for (int r = 0; r < rows; r++)
-                    ((float*)job.Y)[(long)r * outF + o] = w.Bias[o] + Dot(wRow, (float*)job.X + (long)r * inF, inF);
+                    ((float*)job.Y)[(long)r * outF + o] = w.Bias[o] + dot(wRow, (float*)job.X + (long)r * inF, inF);
             }
         });
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe float Dot(float* a, float* b, int length)
+    private static unsafe float Dot<T, TV>(float* a, float* b, int length) where T : struct, ISimd<TV> where TV : struct
     {
-        var acc = Vector512<float>.Zero;
+        var acc = T.Zero;
         int i = 0;
-        for (; i <= length - 16; i += 16)
-            acc = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc);
-        float sum = Vector512.Sum(acc);
+        for (; i <= length - T.Count; i += T.Count)
+            acc = T.FusedMultiplyAdd(T.Load(a + i), T.Load(b + i), acc);
+        float sum = T.Sum(acc);
         for (; i < length; i++) sum = MathF.FusedMultiplyAdd(a[i], b[i], sum);
         return sum;
     }

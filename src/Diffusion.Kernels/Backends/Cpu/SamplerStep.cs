@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Diffusion.Kernels.Backends.Cpu.Simd;
 
 namespace Diffusion.Kernels.Backends.Cpu;
 
@@ -29,25 +30,39 @@ public sealed partial class CpuBackend
             Require(!ReferenceEquals(x0Out, next), Op, "x0Out may not alias next");
         }
 
+        switch (Tier)
+        {
+            case CpuTier.Avx512: SamplerStep<Simd512, Vector512<float>>(xt, mt, zt, pt, ot, c, nt); break;
+            case CpuTier.Avx2: SamplerStep<Simd256, Vector256<float>>(xt, mt, zt, pt, ot, c, nt); break;
+            default: SamplerStep<Simd128, Vector128<float>>(xt, mt, zt, pt, ot, c, nt); break;
+        }
+    }
+
+    private unsafe void SamplerStep<T, TV>(CpuTensor xt, CpuTensor mt, CpuTensor? zt, CpuTensor? pt, CpuTensor? ot,
+        SamplerStepCoefficients c, CpuTensor nt) where T : struct, ISimd<TV> where TV : struct
+    {
         var p = (X: (nint)xt.Pointer, M: (nint)mt.Pointer, Z: zt == null ? 0 : (nint)zt.Pointer,
             P: pt == null ? 0 : (nint)pt.Pointer, O: ot == null ? 0 : (nint)ot.Pointer, Next: (nint)nt.Pointer);
-        ForChunks(sample.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
+        ForChunks(xt.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             float* x = (float*)p.X, m = (float*)p.M, z = (float*)p.Z, prev = (float*)p.P, x0Store = (float*)p.O, dst = (float*)p.Next;
-            var lo = Vector512.Create(-c.ClipRange);
-            var hi = Vector512.Create(c.ClipRange);
+            var lo = T.Broadcast(-c.ClipRange);
+            var hi = T.Broadcast(c.ClipRange);
             long i = start;
-            for (; i <= end - 16; i += 16)
+            // Multiplies and adds kept apart, in the scalar tail's order, so every element rounds the same way. The
+            // clamp puts the value second, where maxps/minps return a NaN, as Math.Max/Min do.
+            for (; i <= end - T.Count; i += T.Count)
             {
-                var xv = Vector512.Load(x + i);
-                var mv = Vector512.Load(m + i);
-                var x0 = Vector512.Min(Vector512.Max(Vector512.Create(c.X0FromSample) * xv + Vector512.Create(c.X0FromModel) * mv, lo), hi);
-                var eps = Vector512.Create(c.EpsFromSample) * xv + Vector512.Create(c.EpsFromModel) * mv;
-                var v = Vector512.Create(c.NextFromX0) * x0 + Vector512.Create(c.NextFromEps) * eps + Vector512.Create(c.NextFromSample) * xv;
-                if (prev != null) v += Vector512.Create(c.NextFromPrevX0) * Vector512.Load(prev + i);
-                if (z != null) v += Vector512.Create(c.NextFromNoise) * Vector512.Load(z + i);
-                if (x0Store != null) x0.Store(x0Store + i);
-                v.Store(dst + i);
+                var xv = T.Load(x + i);
+                var mv = T.Load(m + i);
+                var x0 = T.Min(hi, T.Max(lo, T.Add(T.Multiply(T.Broadcast(c.X0FromSample), xv), T.Multiply(T.Broadcast(c.X0FromModel), mv))));
+                var eps = T.Add(T.Multiply(T.Broadcast(c.EpsFromSample), xv), T.Multiply(T.Broadcast(c.EpsFromModel), mv));
+                var v = T.Add(T.Add(T.Multiply(T.Broadcast(c.NextFromX0), x0), T.Multiply(T.Broadcast(c.NextFromEps), eps)),
+                    T.Multiply(T.Broadcast(c.NextFromSample), xv));
+                if (prev != null) v = T.Add(v, T.Multiply(T.Broadcast(c.NextFromPrevX0), T.Load(prev + i)));
+                if (z != null) v = T.Add(v, T.Multiply(T.Broadcast(c.NextFromNoise), T.Load(z + i)));
+                if (x0Store != null) T.Store(x0, x0Store + i);
+                T.Store(v, dst + i);
             }
             for (; i < end; i++)
             {
