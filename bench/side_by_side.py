@@ -251,7 +251,8 @@ def main():
           f"{args.threads} threads everywhere")
     print(f"CPU: {cpu_line()}")
     print(f"load: {load_before} before, {load_after} after")
-    print(f"ours: {info['device']}; DIFFUSION_CPU_TIER={info['tier']}")
+    print(f"ours: {info['device']}; DIFFUSION_CPU_TIER={info['tier']}; libtorch intra-op threads: {info['libtorch_threads']}, "
+          f"PyTorch: {torch.get_num_threads()}")
     blas = loaded_blas()
     print(f"PyTorch BLAS: {blas}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
     if "openblas" not in blas:
