@@ -23,11 +23,13 @@ DIFFUSION_CPU_TIER (avx512|avx2|v128) is passed through to our backend and print
 bench/SideBySide (restoring ~1 GB of ONNX Runtime and libtorch packages) and exports the models (~1 min).
 """
 import argparse
+import glob
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -70,40 +72,54 @@ def sample_for(batch):
     return synthetic_weights.gaussian("sample", count, SAMPLE_SEED).astype(np.float32).reshape(batch, 3, 32, 32)
 
 
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_json(path, value):
+    with open(path, "w") as f:
+        json.dump(value, f, indent=2)
+
+
+def atomically(path, write, what):
+    """Writes a missing cache file through a temporary name, so a run sharing the cache never reads half a file."""
+    if os.path.exists(path):
+        return
+    print(f"{what} {path}", file=sys.stderr)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    write(temporary)
+    os.replace(temporary, path)
+
+
 def prepare_cache(cache, batches, model, state):
-    """Writes whatever of the cache is missing or made by another recipe; returns {batch: sample}."""
+    """Writes whatever of the cache is missing (all of it if another recipe made it); returns {batch: sample}."""
     stamp_path = os.path.join(cache, "recipe.json")
     stamp = {"recipe": CACHE_RECIPE, "torch": torch.__version__, "weight_seed": WEIGHT_SEED, "sample_seed": SAMPLE_SEED}
-    fresh = os.path.exists(stamp_path) and json.load(open(stamp_path)) == stamp
-    if not fresh:
-        for name in os.listdir(cache):
-            if name.endswith((".onnx", ".pt", ".f32", ".json")):
-                os.remove(os.path.join(cache, name))
+    if not os.path.exists(stamp_path) or read_json(stamp_path) != stamp:
+        for pattern in ("recipe.json", "model/*", "sample_b*.f32", "unet_b*.onnx", "unet_b*.pt"):
+            for path in glob.glob(os.path.join(cache, pattern)):
+                os.remove(path)
     model_dir = os.path.join(cache, "model")
     os.makedirs(model_dir, exist_ok=True)
-    if not fresh or not os.path.exists(os.path.join(model_dir, "diffusion_pytorch_model.safetensors")):
-        safetensors_io.write(os.path.join(model_dir, "diffusion_pytorch_model.safetensors"), state)
-        with open(os.path.join(model_dir, "config.json"), "w") as f:
-            json.dump(reference_unet.CIFAR10_CONFIG, f, indent=2)
+    atomically(os.path.join(model_dir, "config.json"),
+               lambda p: write_json(p, reference_unet.CIFAR10_CONFIG), "writing")
+    atomically(os.path.join(model_dir, "diffusion_pytorch_model.safetensors"), lambda p: safetensors_io.write(p, state),
+               "writing")
     samples = {}
     for batch in batches:
         samples[batch] = sample = sample_for(batch)
-        sample.tofile(os.path.join(cache, f"sample_b{batch}.f32"))
         x, t = torch.from_numpy(sample), torch.full((batch,), float(TIMESTEP))
-        onnx_path, traced_path = os.path.join(cache, f"unet_b{batch}.onnx"), os.path.join(cache, f"unet_b{batch}.pt")
+        atomically(os.path.join(cache, f"sample_b{batch}.f32"), sample.tofile, "writing")
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's and tracer's warnings are about control flow we do not have
-            if not os.path.exists(onnx_path):
-                print(f"exporting {onnx_path}", file=sys.stderr)
-                torch.onnx.export(model, (x, t), onnx_path + ".tmp", input_names=["sample", "timestep"],
-                                  output_names=["out"], opset_version=17, do_constant_folding=True)
-                os.replace(onnx_path + ".tmp", onnx_path)
-            if not os.path.exists(traced_path):
-                print(f"tracing {traced_path}", file=sys.stderr)
-                torch.jit.trace(model, (x, t)).save(traced_path + ".tmp")
-                os.replace(traced_path + ".tmp", traced_path)
-    with open(stamp_path, "w") as f:
-        json.dump(stamp, f)
+            atomically(os.path.join(cache, f"unet_b{batch}.onnx"),
+                       lambda p: torch.onnx.export(model, (x, t), p, input_names=["sample", "timestep"],
+                                                   output_names=["out"], opset_version=17, do_constant_folding=True),
+                       "exporting")
+            atomically(os.path.join(cache, f"unet_b{batch}.pt"), lambda p: torch.jit.trace(model, (x, t)).save(p),
+                       "tracing")
+    atomically(stamp_path, lambda p: write_json(p, stamp), "writing")
     return samples
 
 
@@ -187,7 +203,6 @@ def main():
         parser.error("--threads, --rounds, --block and every batch must be positive, --warmup not negative")
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
-    os.makedirs(args.cache, exist_ok=True)
 
     model, state = build_model()
     samples = prepare_cache(args.cache, batches, model, state)
@@ -200,8 +215,10 @@ def main():
     try:
         diffs = {}
         for b in batches:
-            diffs.update({(name, b): d for name, d in bench.ask(f"check {b}").items()})
-            ours = np.fromfile(os.path.join(args.cache, f"ours_b{b}.f32"), dtype=np.float32).reshape(b, 3, 32, 32)
+            # Our output goes to a file of this run's own: another run may share the cache folder.
+            with tempfile.NamedTemporaryFile(suffix=".f32") as out:
+                diffs.update({(name, b): d for name, d in bench.ask(f"check {b} {out.name}").items()})
+                ours = np.fromfile(out.name, dtype=np.float32).reshape(b, 3, 32, 32)
             with torch.no_grad():
                 for name in (EAGER, TRACED):
                     diffs[(name, b)] = float(np.max(np.abs(modules[name](b)(*inputs[b]).numpy() - ours)))
@@ -217,6 +234,7 @@ def main():
                 block(name, b, args.warmup)
         times = {(name, b): [] for name in runtimes for b in batches}
         for r in range(args.rounds):
+            print(f"round {r + 1} of {args.rounds}, load {loadavg()}", file=sys.stderr)
             order = runtimes[r % len(runtimes):] + runtimes[:r % len(runtimes)]
             for b in batches:
                 for name in order:
@@ -233,8 +251,12 @@ def main():
           f"{args.threads} threads everywhere")
     print(f"CPU: {cpu_line()}")
     print(f"load: {load_before} before, {load_after} after")
-    print(f"ours: {info['device']}; DIFFUSION_CPU_TIER={info['tier']}")
-    print(f"PyTorch BLAS: {loaded_blas()}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    print(f"ours: {info['device']}; DIFFUSION_CPU_TIER={info['tier']}; libtorch intra-op threads: {info['libtorch_threads']}, "
+          f"PyTorch: {torch.get_num_threads()}")
+    blas = loaded_blas()
+    print(f"PyTorch BLAS: {blas}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    if "openblas" not in blas:
+        print("warning: PyTorch is not using OpenBLAS (apt-get install libopenblas0-pthread); its times are not representative")
     print(f"FLOPs per image, counted op by op by our ProfilingBackend (convs as direct): {flops / 1e9:.2f} GFLOP")
     print(f"{args.warmup} warm-up forwards each, then {args.rounds} rounds of alternating blocks of {args.block}: "
           f"{args.rounds * args.block} timed forwards per runtime and batch")

@@ -6,8 +6,8 @@
 //   dotnet bench/SideBySide/bin/Release/net10.0/linux-x64/SideBySide.dll CACHE_DIR THREADS BATCH[,BATCH...]
 //
 // Commands, one per line; every answer is one JSON line on stdout:
-//   check B             runs each runtime once at batch B, writes ours to CACHE_DIR/ours_bB.f32 and answers
-//                       each peer's max abs difference from ours
+//   check B PATH        runs each runtime once at batch B, writes ours to PATH (raw float32) and answers each
+//                       peer's max abs difference from ours
 //   time RUNTIME B N    N forwards of RUNTIME (ours|onnxruntime|libtorch) at batch B; answers their milliseconds
 //   quit
 using System.Diagnostics;
@@ -57,11 +57,11 @@ while ((line = Console.In.ReadLine()) is not null)
 {
     string[] words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
     if (words is ["quit"]) break;
-    if (words.Length == 2 && words[0] == "check")
+    if (words.Length == 3 && words[0] == "check")
     {
         int batch = int.Parse(words[1]);
         float[] reference = forwards[("ours", batch)].RunOnce();
-        Raw.Write(Path.Combine(cache, $"ours_b{batch}.f32"), reference);
+        Raw.Write(words[2], reference);
         Reply(new
         {
             onnxruntime = MaxAbsDiff(forwards[("onnxruntime", batch)].RunOnce(), reference),
