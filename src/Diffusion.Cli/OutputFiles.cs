@@ -16,4 +16,10 @@ internal static class OutputFiles
         if (directory is not null && !Directory.Exists(directory))
             throw new UsageException($"{path}: the folder {directory} does not exist");
     }
+
+    /// <summary>As <see cref="EnsureWritable"/>, for a file in a folder the command creates itself.</summary>
+    public static void EnsureWritableIn(string path, bool force)
+    {
+        if (File.Exists(path) && !force) throw new OutputExistsException(path);
+    }
 }

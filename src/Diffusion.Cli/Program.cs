@@ -7,6 +7,7 @@ root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(UnetCommand.Create());
 root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(KernelsCommand.Create());
 
 // Ctrl-C and SIGTERM cancel the running command, which stops between steps, removes nothing it has not
 // written and exits with 130. We own this rather than System.CommandLine so the command always gets to clean up.

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Runtime.Loader;
+using Diffusion.Kernels.Gpu;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
@@ -55,7 +56,7 @@ internal sealed class GpuDevice : IDisposable
         Context? context = null;
         try
         {
-            context = Context.Create(b => b.Cuda().Optimize(OptimizationLevel.O1));
+            context = Context.Create(b => KernelContext.Configure(b.Cuda()));
             var devices = context.GetCudaDevices();
             if (devices.Count == 0)
             {
@@ -87,7 +88,7 @@ internal sealed class GpuDevice : IDisposable
     /// <summary>ILGPU's CPU accelerator shaped like an NVIDIA GPU, kernels run in parallel over the host's cores.</summary>
     public static GpuDevice OpenEmulated()
     {
-        var context = Context.Create(b => b.CPU(CPUDevice.Nvidia).Optimize(OptimizationLevel.O1));
+        var context = Context.Create(b => KernelContext.Configure(b.CPU(CPUDevice.Nvidia)));
         try
         {
             var accelerator = context.CreateCPUAccelerator(0, CPUAcceleratorMode.Parallel);
