@@ -6,6 +6,7 @@
 
 using System.Reflection;
 using ILGPU;
+using Half = ILGPU.Half;
 
 namespace Diffusion.Kernels.Gpu;
 
@@ -37,12 +38,40 @@ public static class KernelCatalog
     [
         new("conv2d", 1, Of<Action<Index1D, Conv2dParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(Conv2d.Version1),
             "one thread per output value, the CPU loop nest"),
+        new("conv2d", 3, Of<Action<Conv2dParams, ArrayView<float>, ArrayView<Half>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(Conv2d.Version3<KernelSize1>),
+            "implicit GEMM on tensor cores (mma.sync m16n8k16), half inputs, 64×64 tile, K = 1", KernelGrouping.Explicit, Half: true),
+        new("conv2d", 3, Of<Action<Conv2dParams, ArrayView<float>, ArrayView<Half>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(Conv2d.Version3<KernelSize3>),
+            "implicit GEMM on tensor cores (mma.sync m16n8k16), half inputs, 64×64 tile, K = 3", KernelGrouping.Explicit, Half: true),
+        new("conv2d", 3, Of<Action<Conv2dParams, ArrayView<float>, ArrayView<Half>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(Conv2d.Version3<KernelSizeAny>),
+            "implicit GEMM on tensor cores (mma.sync m16n8k16), half inputs, 64×64 tile, any K", KernelGrouping.Explicit, Half: true),
         new("group_norm", 1, Of<Action<Index1D, GroupNormParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(GroupNorm.Version1),
             "one thread per (image, group), three serial passes"),
         new("attention", 1, Of<Action<Index1D, AttentionParams, ArrayView<float>, ArrayView<float>>>(Attention.Version1),
             "one thread per output value, two passes over the keys"),
+        new("attention", 3, Of<Action<AttentionParams, ArrayView<float>, ArrayView<float>>>(Attention.Version3),
+            "flash attention on tensor cores (mma.sync m16n8k16), half inputs, 64 queries × 64 columns per block", KernelGrouping.Explicit, Half: true),
         new("linear", 1, Of<Action<Index1D, LinearParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(Linear.Version1),
             "one thread per output, a row of W each"),
+        new("conv2d", 2, Of<Action<Conv2dParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(Conv2d.Version2<Conv2dTile64, KernelSize1>),
+            "implicit GEMM, 64×64 tile in shared memory, 4×4 per thread, K = 1", KernelGrouping.Explicit),
+        new("conv2d", 2, Of<Action<Conv2dParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(Conv2d.Version2<Conv2dTile64, KernelSize3>),
+            "implicit GEMM, 64×64 tile in shared memory, 4×4 per thread, K = 3", KernelGrouping.Explicit),
+        new("conv2d", 2, Of<Action<Conv2dParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(Conv2d.Version2<Conv2dTile64, KernelSizeAny>),
+            "implicit GEMM, 64×64 tile in shared memory, 4×4 per thread, any K", KernelGrouping.Explicit),
+        new("conv2d", 2, Of<Action<Conv2dParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(Conv2d.Version2<Conv2dTile32, KernelSize1>),
+            "implicit GEMM, 32×64 tile in shared memory, 4×4 per thread, K = 1", KernelGrouping.Explicit),
+        new("conv2d", 2, Of<Action<Conv2dParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(Conv2d.Version2<Conv2dTile32, KernelSize3>),
+            "implicit GEMM, 32×64 tile in shared memory, 4×4 per thread, K = 3", KernelGrouping.Explicit),
+        new("conv2d", 2, Of<Action<Conv2dParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(Conv2d.Version2<Conv2dTile32, KernelSizeAny>),
+            "implicit GEMM, 32×64 tile in shared memory, 4×4 per thread, any K", KernelGrouping.Explicit),
+        new("group_norm", 2, Of<Action<GroupNormParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(GroupNorm.Version2),
+            "one block per (image, group), warp-shuffle block sums, SiLU fused", KernelGrouping.Explicit),
+        new("attention", 2, Of<Action<AttentionParams, ArrayView<float>, ArrayView<float>>>(Attention.Version2<AttentionTile16>),
+            "flash attention, 16 queries per block, online softmax in shared memory", KernelGrouping.Explicit),
+        new("attention", 2, Of<Action<AttentionParams, ArrayView<float>, ArrayView<float>>>(Attention.Version2<AttentionTile32>),
+            "flash attention, 32 queries per block, online softmax in shared memory", KernelGrouping.Explicit),
+        new("linear", 2, Of<Action<LinearParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(Linear.Version2),
+            "one warp per output, coalesced rows of W, shuffle sum", KernelGrouping.Explicit),
         new("silu", 1, Of<Action<Index1D, ElementwiseParams, ArrayView<float>, ArrayView<float>>>(Elementwise.SiLU), "x·σ(x)"),
         new("add", 1, Of<Action<Index1D, ElementwiseParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(Elementwise.Add), "(a + b)·scale"),
         new("upsample2x", 1, Of<Action<Index1D, ElementwiseParams, ArrayView<float>, ArrayView<float>>>(Elementwise.Upsample2x), "nearest neighbour ×2"),

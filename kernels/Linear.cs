@@ -7,8 +7,11 @@
 // Versions (DIFFUSION_KERNEL_VERSION_linear=N):
 //   1  Version1: one thread per output (r, o) walks W's row o alone. Neighbouring threads read addresses In
 //      floats apart, so every load is its own memory transaction.
+//   2  Version2 (default): one warp per output. The 32 lanes read 32 consecutive weights per step (one coalesced
+//      transaction), accumulate privately, and finish with a butterfly shuffle sum (WarpReductions.Sum).
 
 using ILGPU;
+using ILGPU.Runtime;
 
 namespace Diffusion.Kernels.Gpu;
 
@@ -33,5 +36,29 @@ public static class Linear
             acc += weight[(long)o * p.In + i] * (p.SiluInput != 0 ? Elementwise.SiLUValue(v) : v);
         }
         y[index] = acc + bias[o];
+    }
+
+    /// <summary>Threads per block of version 2: 8 warps, one output each.</summary>
+    public const int Threads = 256;
+
+    public static KernelConfig Version2Launch(in LinearParams p) =>
+        new((int)(((long)p.OutputCount * 32 + Threads - 1) / Threads), Threads);
+
+    public static void Version2(LinearParams p, ArrayView<float> x, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y)
+    {
+        int lane = Warp.LaneIdx;
+        int index = (Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize; // one warp per output
+        if (index >= p.OutputCount) return; // whole warps leave together
+        int r = index / p.Out;
+        int o = index % p.Out;
+        long xr = (long)r * p.In, wo = (long)o * p.In;
+        float acc = 0f;
+        for (int i = lane; i < p.In; i += Warp.WarpSize)
+        {
+            float v = x[xr + i];
+            acc += weight[wo + i] * (p.SiluInput != 0 ? Elementwise.SiLUValue(v) : v);
+        }
+        acc = WarpReductions.Sum(acc);
+        if (lane == 0) y[index] = acc + bias[o];
     }
 }

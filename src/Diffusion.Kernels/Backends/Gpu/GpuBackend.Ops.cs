@@ -17,14 +17,22 @@ public sealed partial class GpuBackend
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         OpContract.PrepareConv2d(spec, weight.Length, bias.Length);
-        var w = (GpuTensor)Upload(weight, spec.OutChannels, spec.InChannels * spec.Kernel * spec.Kernel);
+        int depth = spec.InChannels * spec.Kernel * spec.Kernel;
+        var w = (GpuTensor)Upload(weight, spec.OutChannels, depth);
+        GpuTensor? b = null;
         try
         {
-            return new GpuConv2dWeights(spec, w, (GpuTensor)Upload(bias, spec.OutChannels));
+            b = (GpuTensor)Upload(bias, spec.OutChannels);
+            if (Versions.Conv2d != 3) return new GpuConv2dWeights(spec, w, b);
+            // Half pairs travel as the bits of floats (the pool hands out float tensors); the kernel views them as halves.
+            var halves = Kernels.Gpu.Conv2d.Version3Weights(weight, spec.OutChannels, depth);
+            var h = (GpuTensor)Upload(System.Runtime.InteropServices.MemoryMarshal.Cast<ILGPU.Half, float>(halves), halves.Length / 2);
+            return new GpuConv2dWeights(spec, w, b, h);
         }
         catch
         {
             w.Dispose();
+            b?.Dispose();
             throw;
         }
     }
@@ -47,8 +55,31 @@ public sealed partial class GpuBackend
         };
         var cbView = (cb ?? _placeholder).View;
         var resView = (res ?? _placeholder).View;
+        void Version2<TTile, TKernel>() where TTile : struct, IConv2dTile where TKernel : struct, IKernelSize =>
+            Launch($"Conv2d.Version2<{typeof(TTile).Name}, {typeof(TKernel).Name}>", p.OutputCount, () => _kernels.Conv2dV2<TTile, TKernel>()(
+                _device.Stream, Kernels.Gpu.Conv2d.Version2Launch<TTile>(p), p, xt.View, w.Weight.View, w.Bias.View, cbView, resView, yt.View));
         switch (Versions.Conv2d)
         {
+            // The narrow tile for few output channels; the kernel size fixed at compile time where the U-Net has it.
+            case 3:
+                var halfView = w.HalfWeight!.View.Cast<ILGPU.Half>();
+                void Version3<TKernel>() where TKernel : struct, IKernelSize =>
+                    Launch($"Conv2d.Version3<{typeof(TKernel).Name}>", p.OutputCount, () => _kernels.Conv2dV3<TKernel>()(
+                        _device.Stream, Kernels.Gpu.Conv2d.Version3Launch(p), p, xt.View, halfView, w.Bias.View, cbView, resView, yt.View));
+                if (spec.Kernel == 3) Version3<KernelSize3>();
+                else if (spec.Kernel == 1) Version3<KernelSize1>();
+                else Version3<KernelSizeAny>();
+                break;
+            case 2 when spec.OutChannels <= new Conv2dTile32().Channels:
+                if (spec.Kernel == 3) Version2<Conv2dTile32, KernelSize3>();
+                else if (spec.Kernel == 1) Version2<Conv2dTile32, KernelSize1>();
+                else Version2<Conv2dTile32, KernelSizeAny>();
+                break;
+            case 2:
+                if (spec.Kernel == 3) Version2<Conv2dTile64, KernelSize3>();
+                else if (spec.Kernel == 1) Version2<Conv2dTile64, KernelSize1>();
+                else Version2<Conv2dTile64, KernelSizeAny>();
+                break;
             default:
                 Launch("Conv2d.Version1", p.OutputCount, () =>
                     _kernels.Conv2dV1(_device.Stream, p.OutputCount, p, xt.View, w.Weight.View, w.Bias.View, cbView, resView, yt.View));
@@ -69,6 +100,10 @@ public sealed partial class GpuBackend
         };
         switch (Versions.GroupNorm)
         {
+            case 2:
+                Launch("GroupNorm.Version2", p.GroupCount, () =>
+                    _kernels.GroupNormV2(_device.Stream, Kernels.Gpu.GroupNorm.Version2Launch(p), p, xt.View, gt.View, bt.View, yt.View));
+                break;
             default:
                 Launch("GroupNorm.Version1", p.GroupCount, () => _kernels.GroupNormV1(_device.Stream, p.GroupCount, p, xt.View, gt.View, bt.View, yt.View));
                 break;
@@ -101,6 +136,10 @@ public sealed partial class GpuBackend
         var p = new LinearParams { Rows = x.Shape[0], In = w.InFeatures, Out = w.OutFeatures, SiluInput = siluInput ? 1 : 0 };
         switch (Versions.Linear)
         {
+            case 2:
+                Launch("Linear.Version2", p.OutputCount, () =>
+                    _kernels.LinearV2(_device.Stream, Kernels.Gpu.Linear.Version2Launch(p), p, xt.View, w.Weight.View, w.Bias.View, yt.View));
+                break;
             default:
                 Launch("Linear.Version1", p.OutputCount, () => _kernels.LinearV1(_device.Stream, p.OutputCount, p, xt.View, w.Weight.View, w.Bias.View, yt.View));
                 break;
@@ -167,8 +206,24 @@ public sealed partial class GpuBackend
         int channels = OpContract.Attention(qkv, y, heads);
         int headDim = channels / heads;
         var p = new AttentionParams { Batch = qkv.N, Channels = channels, Tokens = qkv.H * qkv.W, HeadDim = headDim, Scale = (float)(1.0 / Math.Sqrt(headDim)) };
+        void Version2<TTile>() where TTile : struct, IAttentionTile =>
+            Launch($"Attention.Version2<{typeof(TTile).Name}>", p.OutputCount, () =>
+                _kernels.AttentionV2<TTile>()(_device.Stream, Kernels.Gpu.Attention.Version2Launch<TTile>(p), p, qt.View, yt.View));
+        // 32 queries per block read K and V half as often as 16, but make half as many blocks: worth it only when
+        // there are enough blocks to fill the GPU twice over.
+        long blocks32 = (long)(p.Tokens + 31) / 32 * heads * p.Batch;
         switch (Versions.Attention)
         {
+            case 3:
+                Launch("Attention.Version3", p.OutputCount, () =>
+                    _kernels.AttentionV3(_device.Stream, Kernels.Gpu.Attention.Version3Launch(p), p, qt.View, yt.View));
+                break;
+            case 2 when blocks32 >= 2L * _device.Accelerator.NumMultiprocessors:
+                Version2<AttentionTile32>();
+                break;
+            case 2:
+                Version2<AttentionTile16>();
+                break;
             default:
                 Launch("Attention.Version1", p.OutputCount, () => _kernels.AttentionV1(_device.Stream, p.OutputCount, p, qt.View, yt.View));
                 break;

@@ -51,6 +51,39 @@ internal sealed class GpuKernels(Accelerator accelerator)
     public Action<AcceleratorStream, Index1D, K.SamplerStepParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> SamplerStep =>
         _samplerStep ??= Load("SamplerStep.Version1", () => accelerator.LoadAutoGroupedKernel<Index1D, K.SamplerStepParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(K.SamplerStep.Version1));
 
+    // Versions 2 and 3 come in generic instantiations (tile, kernel size); each is loaded on first use and kept here.
+    private readonly Dictionary<string, Delegate> _instances = [];
+
+    public Action<AcceleratorStream, KernelConfig, K.Conv2dParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> Conv2dV2<TTile, TKernel>()
+        where TTile : struct, K.IConv2dTile where TKernel : struct, K.IKernelSize =>
+        Instance($"Conv2d.Version2<{typeof(TTile).Name}, {typeof(TKernel).Name}>", () =>
+            accelerator.LoadKernel<K.Conv2dParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(K.Conv2d.Version2<TTile, TKernel>));
+
+    public Action<AcceleratorStream, KernelConfig, K.GroupNormParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> GroupNormV2 =>
+        Instance("GroupNorm.Version2", () => accelerator.LoadKernel<K.GroupNormParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(K.GroupNorm.Version2));
+
+    public Action<AcceleratorStream, KernelConfig, K.AttentionParams, ArrayView<float>, ArrayView<float>> AttentionV2<TTile>() where TTile : struct, K.IAttentionTile =>
+        Instance($"Attention.Version2<{typeof(TTile).Name}>", () => accelerator.LoadKernel<K.AttentionParams, ArrayView<float>, ArrayView<float>>(K.Attention.Version2<TTile>));
+
+    public Action<AcceleratorStream, KernelConfig, K.LinearParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> LinearV2 =>
+        Instance("Linear.Version2", () => accelerator.LoadKernel<K.LinearParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(K.Linear.Version2));
+
+    public Action<AcceleratorStream, KernelConfig, K.Conv2dParams, ArrayView<float>, ArrayView<ILGPU.Half>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> Conv2dV3<TKernel>()
+        where TKernel : struct, K.IKernelSize =>
+        Instance($"Conv2d.Version3<{typeof(TKernel).Name}>", () =>
+            accelerator.LoadKernel<K.Conv2dParams, ArrayView<float>, ArrayView<ILGPU.Half>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(K.Conv2d.Version3<TKernel>));
+
+    public Action<AcceleratorStream, KernelConfig, K.AttentionParams, ArrayView<float>, ArrayView<float>> AttentionV3 =>
+        Instance("Attention.Version3", () => accelerator.LoadKernel<K.AttentionParams, ArrayView<float>, ArrayView<float>>(K.Attention.Version3));
+
+    private T Instance<T>(string kernel, Func<T> load) where T : Delegate
+    {
+        if (_instances.TryGetValue(kernel, out var loaded)) return (T)loaded;
+        var created = Load(kernel, load);
+        _instances[kernel] = created;
+        return created;
+    }
+
     private static T Load<T>(string kernel, Func<T> load)
     {
         try

@@ -35,17 +35,21 @@ internal sealed class GpuTensor : DeviceTensor
     }
 }
 
-internal sealed class GpuConv2dWeights(Conv2dSpec spec, GpuTensor weight, GpuTensor bias) : Conv2dWeights(spec)
+internal sealed class GpuConv2dWeights(Conv2dSpec spec, GpuTensor weight, GpuTensor bias, GpuTensor? halfWeight = null) : Conv2dWeights(spec)
 {
     /// <summary>(Cout, Cin·K·K), PyTorch's layout.</summary>
     public GpuTensor Weight { get; } = weight;
 
     public GpuTensor Bias { get; } = bias;
 
+    /// <summary>Version 3's half-precision weights (Conv2d.Version3Weights), two halves in each float's bits; null for other versions.</summary>
+    public GpuTensor? HalfWeight { get; } = halfWeight;
+
     protected override void Dispose(bool disposing)
     {
         Weight.Dispose();
         Bias.Dispose();
+        HalfWeight?.Dispose();
     }
 }
 
