@@ -8,8 +8,8 @@
 // thread that owns its group writes it.
 //
 // Versions (DIFFUSION_KERNEL_VERSION_group_norm=N):
-//   1  Version1: one thread per (n, group) runs the three passes serially, the CPU code on one core. Its output is
-//      the group; a thread per output value would recompute the statistics count times.
+//   1  Version1: one thread per (n, group) runs the three passes serially, the CPU code on one core (the mean's sum
+//      in float64). Its output is the group; a thread per output value would recompute the statistics count times.
 
 using ILGPU;
 
@@ -35,9 +35,11 @@ public static class GroupNorm
         int count = perGroup * p.Pixels;
         long start = ((long)n * p.Channels + (long)g * perGroup) * p.Pixels;
 
-        float sum = 0f;
+        // The mean's sum runs in float64: one thread adds thousands of values serially, and a float32 running sum of
+        // values far from zero (|mean| ≫ spread) loses the digits the variance pass needs.
+        double sum = 0;
         for (int i = 0; i < count; i++) sum += x[start + i];
-        float mean = sum / count;
+        float mean = (float)(sum / count);
         float squares = 0f;
         for (int i = 0; i < count; i++)
         {
