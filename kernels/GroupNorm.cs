@@ -8,8 +8,8 @@
 // thread that owns its group writes it.
 //
 // Versions (DIFFUSION_KERNEL_VERSION_group_norm=N):
-//   1  Version1: one thread per (n, group) runs the three passes serially, the CPU code on one core. Its output is
-//      the group; a thread per output value would recompute the statistics count times.
+//   1  Version1: one thread per (n, group) runs the three passes serially, the CPU code on one core (the mean's sum
+//      in float64). Its output is the group; a thread per output value would recompute the statistics count times.
 //   2  Version2 (default): one block of 256 threads per (n, group). The group's elements are contiguous in NCHW,
 //      so the threads stride over them with coalesced reads; each pass's partial sums are combined with warp
 //      shuffles and one shared slot per warp (WarpReductions.BlockSum). The group stays in L1/L2 between the
@@ -40,9 +40,11 @@ public static class GroupNorm
         int count = perGroup * p.Pixels;
         long start = ((long)n * p.Channels + (long)g * perGroup) * p.Pixels;
 
-        float sum = 0f;
+        // The mean's sum runs in float64: one thread adds thousands of values serially, and a float32 running sum of
+        // values far from zero (|mean| ≫ spread) loses the digits the variance pass needs.
+        double sum = 0;
         for (int i = 0; i < count; i++) sum += x[start + i];
-        float mean = sum / count;
+        float mean = (float)(sum / count);
         float squares = 0f;
         for (int i = 0; i < count; i++)
         {

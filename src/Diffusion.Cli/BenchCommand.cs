@@ -4,7 +4,8 @@ using System.Globalization;
 using System.Text.Json;
 using Diffusion.Kernels;
 using Diffusion.Kernels.Backends;
-using Diffusion.Kernels.Backends.Cuda;
+using Diffusion.Kernels.Backends.Gpu;
+using Diffusion.Kernels.Gpu;
 using Diffusion.Kernels.Models;
 
 namespace Diffusion.Cli;
@@ -75,7 +76,7 @@ internal static class BenchCommand
                 float[]? expected = null;
                 foreach (var (label, backend) in targets.For(benchCase.Op))
                 {
-                    if (benchCase.CudaOnly && backend is not CudaBackend) continue;
+                    if (benchCase.CudaOnly && backend is not GpuBackend { IsEmulated: false }) continue;
                     var row = Measure(benchCase, batch, label, backend, reference, ref expected, targets.Peak, settings, ct);
                     rows.Add(row);
                     table.Row(row);
@@ -150,7 +151,7 @@ internal static class BenchCommand
 
     private static double Time(IBackend backend, Action issue)
     {
-        if (backend is CudaBackend cuda) return cuda.TimeMilliseconds(issue);
+        if (backend is GpuBackend gpu) return gpu.TimeMilliseconds(issue);
         long start = Stopwatch.GetTimestamp();
         issue();
         backend.Synchronize();
@@ -230,11 +231,11 @@ internal sealed class BenchTable(TextWriter output)
 internal sealed class BenchTargets : IDisposable
 {
     private readonly IBackend? _cpu;
-    private readonly CudaBackend? _cuda;
-    private readonly Dictionary<KernelVersions, CudaBackend> _variants = [];
+    private readonly GpuBackend? _cuda;
+    private readonly Dictionary<KernelVersions, GpuBackend> _variants = [];
     private readonly BenchSettings _settings;
 
-    private BenchTargets(BenchSettings settings, IBackend? cpu, CudaBackend? cuda)
+    private BenchTargets(BenchSettings settings, IBackend? cpu, GpuBackend? cuda)
     {
         _settings = settings;
         _cpu = cpu;
@@ -252,7 +253,9 @@ internal sealed class BenchTargets : IDisposable
         unavailable = null;
         if (settings.Device != DeviceKind.Cpu)
         {
-            if (CudaBackend.TryCreate(out var cuda, out string reason, new CudaBackendOptions { HalfPrecision = settings.Half }))
+            if (settings.Device == DeviceKind.Emulated)
+                return new BenchTargets(settings, null, GpuBackend.CreateEmulated(ChosenVersions(settings)));
+            if (GpuBackend.TryCreateCuda(out var cuda, out string reason, versions: ChosenVersions(settings)))
                 return new BenchTargets(settings, null, cuda);
             if (settings.Device == DeviceKind.Cuda)
             {
@@ -264,6 +267,9 @@ internal sealed class BenchTargets : IDisposable
         if (settings.Half) throw new UsageException("--half needs the CUDA backend");
         return new BenchTargets(settings, cpu, null);
     }
+
+    private static KernelVersions ChosenVersions(BenchSettings settings) =>
+        settings.Half ? KernelVersions.FromEnvironment().WithHalfPrecision() : KernelVersions.FromEnvironment();
 
     /// <summary>The (label, backend) pairs that run <paramref name="op"/>.</summary>
     public IEnumerable<(string Label, IBackend Backend)> For(string op)
@@ -278,13 +284,10 @@ internal sealed class BenchTargets : IDisposable
         {
             // Whole-network rows compare float32 with half precision (tensor-core convolutions and attention) rather
             // than every kernel version.
-            bool half = _cuda.Versions.Conv2d == 3;
+            bool half = _cuda.Versions.UsesHalfPrecision;
             yield return (half ? "fp16" : "fp32", _cuda);
-            if (_settings.AllVersions)
-            {
-                int other = half ? 2 : 3;
-                yield return (half ? "fp32" : "fp16", Variant(_cuda.Versions with { Conv2d = other, Attention = other }));
-            }
+            if (_settings.AllVersions && HalfVariant(half) is { } other)
+                yield return (half ? "fp32" : "fp16", Variant(other));
             yield break;
         }
         if (kernelOp == null || !_settings.AllVersions)
@@ -292,7 +295,7 @@ internal sealed class BenchTargets : IDisposable
             yield return (kernelOp == null ? "-" : Label(kernelOp, _cuda.Versions.Of(kernelOp)), _cuda);
             yield break;
         }
-        var (_, _, latest) = KernelVersions.Ops.First(o => o.Op == kernelOp);
+        int latest = KernelCatalog.Latest(kernelOp);
         for (int v = 1; v <= latest; v++)
             yield return (Label(kernelOp, v), Variant(_cuda.Versions.With(kernelOp, v)));
     }
@@ -303,12 +306,27 @@ internal sealed class BenchTargets : IDisposable
     }
 
     private static string Label(string kernelOp, int version) =>
-        kernelOp is "conv2d" or "attention" && version == 3 ? "v3 fp16" : $"v{version}";
+        KernelCatalog.IsHalf(kernelOp, version) ? $"v{version} fp16" : $"v{version}";
 
-    private CudaBackend Variant(KernelVersions versions)
+    /// <summary>The other precision's versions for the whole-network rows; null while no kernel has a half version.</summary>
+    private KernelVersions? HalfVariant(bool half)
+    {
+        if (half) return KernelVersions.Default;
+        try
+        {
+            return _cuda!.Versions.WithHalfPrecision();
+        }
+        catch (DiffusionException)
+        {
+            return null;
+        }
+    }
+
+    private GpuBackend Variant(KernelVersions versions)
     {
         if (_variants.TryGetValue(versions, out var backend)) return backend;
-        if (!CudaBackend.TryCreate(out var created, out string reason, new CudaBackendOptions { Versions = versions }))
+        if (_cuda!.IsEmulated) return _variants[versions] = GpuBackend.CreateEmulated(versions);
+        if (!GpuBackend.TryCreateCuda(out var created, out string reason, versions: versions))
             throw new DiffusionException($"could not open a second CUDA backend for kernel versions {versions}: {reason}");
         return _variants[versions] = created!;
     }
@@ -610,10 +628,10 @@ internal sealed class UNetCase(bool graph) : BenchCase(graph ? "unet_graph" : "u
         var y = run.Own(backend.Allocate(net.OutputShape(x.Shape)));
         float[] timestep = [500f];
         run.Output = y;
-        if (graph && backend is CudaBackend cuda)
+        if (graph && backend is GpuBackend gpu)
         {
-            var captured = run.Own(cuda.CaptureGraph(() => net.Forward(x, timestep, y)));
-            run.Issue = _ => captured.Launch();
+            var captured = run.Own(gpu.CaptureGraph(() => net.Forward(x, timestep, y)));
+            run.Issue = _ => captured.Replay(timestep, default);
         }
         else
         {

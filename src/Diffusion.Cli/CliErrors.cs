@@ -1,7 +1,7 @@
 using Diffusion.Kernels;
 using Diffusion.Kernels.IO;
 using Diffusion.Kernels.Backends;
-using Diffusion.Kernels.Backends.Cuda;
+using Diffusion.Kernels.Backends.Gpu;
 using Diffusion.Kernels.Models;
 using Diffusion.Kernels.Sampling;
 
@@ -52,8 +52,8 @@ internal static class CliErrors
         SafetensorsFormatException => ExitCodes.BadInput,
         NonFiniteSampleException => ExitCodes.NonFinite,
         InsufficientMemoryForBatchException or InsufficientMemoryException or OutOfMemoryException => ExitCodes.OutOfMemory,
-        CudaException { IsOutOfMemory: true } => ExitCodes.OutOfMemory,
-        CudaException or DeviceUnavailableException or KernelCompileException => ExitCodes.DeviceUnavailable,
+        GpuDeviceException { IsOutOfMemory: true } => ExitCodes.OutOfMemory,
+        GpuDeviceException or GraphCaptureException or DeviceUnavailableException => ExitCodes.DeviceUnavailable,
         DiffusionException => ExitCodes.BadInput,
         IOException or UnauthorizedAccessException => ExitCodes.BadInput,
         _ => ExitCodes.Internal,

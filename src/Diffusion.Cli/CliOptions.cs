@@ -8,7 +8,7 @@ internal static class CliOptions
 {
     public static Option<DeviceKind> Device() => new("--device")
     {
-        Description = "where to run: cpu, cuda, or auto (CUDA when a GPU is usable, else CPU)",
+        Description = "where to run: cpu, cuda, emulated (the GPU kernels on ILGPU's CPU accelerator: exact but very slow, for checking and teaching), or auto (CUDA when a GPU is usable, else CPU)",
         DefaultValueFactory = _ => DeviceKind.Auto,
         CustomParser = result =>
         {
@@ -18,11 +18,12 @@ internal static class CliOptions
             {
                 "cpu" => DeviceKind.Cpu,
                 "cuda" => DeviceKind.Cuda,
+                "emulated" => DeviceKind.Emulated,
                 "auto" => DeviceKind.Auto,
                 _ => null,
             };
             if (kind is { } parsed) return parsed;
-            result.AddError($"--device: '{text}' is not one of cpu, cuda, auto");
+            result.AddError($"--device: '{text}' is not one of cpu, cuda, emulated, auto");
             return DeviceKind.Auto;
         },
     };

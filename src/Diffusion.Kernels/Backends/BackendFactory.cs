@@ -1,17 +1,22 @@
 using Diffusion.Kernels.Backends.Cpu;
-using Diffusion.Kernels.Backends.Cuda;
+using Diffusion.Kernels.Backends.Gpu;
 
 namespace Diffusion.Kernels.Backends;
 
-/// <summary>Which backend a caller asks for; Auto takes CUDA when a device is usable, else the CPU.</summary>
+/// <summary>
+/// Which backend a caller asks for; Auto takes CUDA when a device is usable, else the CPU. Emulated runs the GPU
+/// kernels on ILGPU's CPU accelerator: the same code as on the GPU, exact, and thousands of times slower; it is
+/// never chosen by Auto.
+/// </summary>
 public enum DeviceKind
 {
     Auto,
     Cpu,
     Cuda,
+    Emulated,
 }
 
-/// <summary>CUDA was asked for explicitly and cannot be used; the message says why (no driver, no GPU, no NVRTC).</summary>
+/// <summary>CUDA was asked for explicitly and cannot be used; the message says why (no driver, no GPU).</summary>
 public sealed class DeviceUnavailableException(string message) : DiffusionException(message);
 
 public static class BackendFactory
@@ -24,12 +29,16 @@ public static class BackendFactory
             case DeviceKind.Cpu:
                 return Cpu("requested", out choice);
             case DeviceKind.Cuda:
-                if (!CudaBackend.TryCreate(out var cuda, out string reason))
+                if (!GpuBackend.TryCreateCuda(out var cuda, out string reason))
                     throw new DeviceUnavailableException($"CUDA was requested but cannot be used: {reason}");
                 choice = $"cuda (requested): {cuda!.DeviceDescription}";
                 return cuda;
+            case DeviceKind.Emulated:
+                var emulated = GpuBackend.CreateEmulated();
+                choice = $"emulated (requested): {emulated.DeviceDescription}";
+                return emulated;
             case DeviceKind.Auto:
-                if (CudaBackend.TryCreate(out var gpu, out string why))
+                if (GpuBackend.TryCreateCuda(out var gpu, out string why))
                 {
                     choice = $"cuda (auto): {gpu!.DeviceDescription}";
                     return gpu;

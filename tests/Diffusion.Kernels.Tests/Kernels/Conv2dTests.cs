@@ -48,7 +48,15 @@ public class Conv2dTests
         [1, 16, 24, 32, 34, 3, 1, 1, 1],  // 272 tiles: tasks of several panels, a partial last panel
         [2, 20, 18, 2, 32, 3, 1, 1, 1],   // rows of 16 tiles, read and written as contiguous runs; one tile row per image
         [1, 256, 256, 16, 16, 3, 1, 1, 1], // the U-Net's 256-channel 16×16 level: accuracy at full depth
-    ]);
+        [1, 256, 16, 16, 16, 3, 1, 1, 1],  // full depth (2304 products per output) within the emulated device's budget
+    ], row => ConvOutputs(row));
+
+    /// <summary>Output values of a Shapes row, for the emulated device's budget.</summary>
+    private static long ConvOutputs(object[] row)
+    {
+        var spec = new Conv2dSpec((int)row[1], (int)row[2], (int)row[5], (int)row[6], (int)row[7], (int)row[8]);
+        return (long)(int)row[0] * spec.OutChannels * spec.OutputSize((int)row[3]) * spec.OutputSize((int)row[4]);
+    }
 
     [Theory]
     [MemberData(nameof(Shapes))]

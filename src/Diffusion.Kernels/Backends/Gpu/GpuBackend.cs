@@ -46,8 +46,11 @@ public sealed partial class GpuBackend : IBackend
     /// <summary>Bytes of device memory held by live tensors and weights.</summary>
     public long BytesInUse => _pool.BytesInUse;
 
-    /// <summary>Live device blocks beyond the backend's own one-element placeholder.</summary>
-    public int BlocksInUse => _pool.BlocksInUse - 1;
+    /// <summary>
+    /// Live device blocks held by tensors and weights, not counting the backend's own: the placeholder, the
+    /// timestep and coefficient tensors and the frequency tables, which live as long as the backend.
+    /// </summary>
+    public int BlocksInUse => _pool.BlocksInUse - 1 - _frequencies.Count - (_timestepSlot == null ? 0 : 1) - (_coefficientSlot == null ? 0 : 1);
 
     /// <summary>Times the device was asked for memory; the pool makes repeated forwards add none.</summary>
     public int DriverAllocations => _pool.DriverAllocations;
@@ -103,7 +106,39 @@ public sealed partial class GpuBackend : IBackend
         // Kernels index with int (Index1D), so one tensor holds fewer than 2^31 values.
         if (count > int.MaxValue)
             throw new BackendArgumentException($"shape ({string.Join(", ", shape)}) holds {count} values, more than one GPU tensor can (2^31 − 1)");
-        return new GpuTensor(this, _pool, shape);
+        try
+        {
+            return new GpuTensor(this, _pool, shape);
+        }
+        catch (Exception e) when (IsDeviceFailure(e))
+        {
+            throw new GpuDeviceException($"the GPU could not allocate {GpuFormat.Bytes(count * sizeof(float))} for a tensor of shape " +
+                $"({string.Join(", ", shape)}): {e.Message}", e, IsOutOfMemory(e));
+        }
+    }
+
+    /// <summary>Theoretical peaks of the GPU for benchmarks' "% of peak"; null on the emulated device.</summary>
+    public DevicePeak? Peak => _device.Accelerator is ILGPU.Runtime.Cuda.CudaAccelerator cuda && cuda.Architecture is { } arch
+        ? DevicePeak.For(arch.Major * 10 + arch.Minor, cuda.NumMultiprocessors, cuda.ClockRate, cuda.MemoryClockRate, cuda.MemoryBusWidth)
+        : null;
+
+    /// <summary>
+    /// Milliseconds the device spent on the work <paramref name="issue"/> enqueues: CUDA events around it on the
+    /// stream on a GPU (host launch overhead that overlaps GPU work is not counted), the wall clock to completion
+    /// on the emulated device. For benchmarks.
+    /// </summary>
+    public double TimeMilliseconds(Action issue)
+    {
+        ArgumentNullException.ThrowIfNull(issue);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!_device.IsCuda)
+        {
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            issue();
+            Synchronize();
+            return System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+        return CudaGraphDriver.Time(_device.CudaStreamHandle, issue);
     }
 
     public DeviceTensor Upload(ReadOnlySpan<float> data, params int[] shape)
@@ -131,7 +166,7 @@ public sealed partial class GpuBackend : IBackend
         }
         catch (Exception e) when (IsDeviceFailure(e))
         {
-            throw new GpuDeviceException($"the GPU failed while downloading {source} (or an earlier kernel failed): {e.Message}", e);
+            throw new GpuDeviceException($"the GPU failed while downloading {source} (or an earlier kernel failed): {e.Message}", e, IsOutOfMemory(e));
         }
     }
 
@@ -187,7 +222,7 @@ public sealed partial class GpuBackend : IBackend
         }
         catch (Exception e) when (IsDeviceFailure(e))
         {
-            throw new GpuDeviceException($"the GPU failed while {what}: {e.Message}", e);
+            throw new GpuDeviceException($"the GPU failed while {what}: {e.Message}", e, IsOutOfMemory(e));
         }
     }
 

@@ -136,7 +136,7 @@ public sealed class GpuGraph : IDisposable
     }
 }
 
-/// <summary>The few CUDA driver calls ILGPU does not wrap: stream capture and graph launch (the driver resolves as "cuda").</summary>
+/// <summary>The few CUDA driver calls ILGPU does not wrap: stream capture, graph launch, events (the driver resolves as "cuda").</summary>
 internal static partial class CudaGraphDriver
 {
     private const string Library = "cuda";
@@ -148,6 +148,38 @@ internal static partial class CudaGraphDriver
     [LibraryImport(Library)] internal static partial int cuGraphLaunch(IntPtr graphExec, IntPtr stream);
     [LibraryImport(Library)] internal static partial int cuGraphExecDestroy(IntPtr graphExec);
     [LibraryImport(Library)] internal static partial int cuGraphDestroy(IntPtr graph);
+    [LibraryImport(Library)] internal static partial int cuEventCreate(out IntPtr evt, uint flags);
+    [LibraryImport(Library)] internal static partial int cuEventDestroy_v2(IntPtr evt);
+    [LibraryImport(Library)] internal static partial int cuEventRecord(IntPtr evt, IntPtr stream);
+    [LibraryImport(Library)] internal static partial int cuEventSynchronize(IntPtr evt);
+    [LibraryImport(Library)] internal static partial int cuEventElapsedTime(out float milliseconds, IntPtr start, IntPtr end);
+
+    /// <summary>Milliseconds between two events recorded on <paramref name="stream"/> around <paramref name="issue"/>.</summary>
+    internal static double Time(IntPtr stream, Action issue)
+    {
+        Check(cuEventCreate(out IntPtr start, 0), "cuEventCreate");
+        try
+        {
+            Check(cuEventCreate(out IntPtr end, 0), "cuEventCreate");
+            try
+            {
+                Check(cuEventRecord(start, stream), "cuEventRecord");
+                issue();
+                Check(cuEventRecord(end, stream), "cuEventRecord");
+                Check(cuEventSynchronize(end), "cuEventSynchronize", "(or a timed kernel failed)");
+                Check(cuEventElapsedTime(out float ms, start, end), "cuEventElapsedTime");
+                return ms;
+            }
+            finally
+            {
+                cuEventDestroy_v2(end);
+            }
+        }
+        finally
+        {
+            cuEventDestroy_v2(start);
+        }
+    }
 
     internal static void Check(int result, string call, string? context = null)
     {

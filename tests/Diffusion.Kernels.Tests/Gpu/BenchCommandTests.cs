@@ -2,7 +2,7 @@ using System.Text.Json;
 using Diffusion.Kernels.Tests.Cli;
 using FluentAssertions;
 
-namespace Diffusion.Kernels.Tests.Cuda;
+namespace Diffusion.Kernels.Tests.Gpu;
 
 /// <summary>
 /// <c>diffuse bench</c> end to end on the CPU (the GPU path differs only in the backend and the timer): the JSON

@@ -1,11 +1,16 @@
-using Diffusion.Kernels.Backends.Cuda;
+using Diffusion.Kernels.Backends.Gpu;
 using FluentAssertions;
 
-namespace Diffusion.Kernels.Tests.Cuda;
+namespace Diffusion.Kernels.Tests.Gpu;
 
 /// <summary>The caching allocator's bookkeeping, driven by a fake driver.</summary>
 public sealed class DeviceMemoryPoolTests
 {
+    private sealed class FakeOutOfMemoryException() : Exception("CUDA_ERROR_OUT_OF_MEMORY");
+
+    private static DeviceMemoryPool<ulong> NewPool(FakeDriver driver) =>
+        new(driver.Allocate, driver.Free, e => e is FakeOutOfMemoryException);
+
     private sealed class FakeDriver
     {
         private ulong _next = 0x1000;
@@ -16,7 +21,7 @@ public sealed class DeviceMemoryPoolTests
 
         public ulong Allocate(long bytes)
         {
-            if (Used + bytes > Capacity) throw CudaErrors.Create(2, "cuMemAlloc_v2", "allocating " + bytes, askDriver: false);
+            if (Used + bytes > Capacity) throw new FakeOutOfMemoryException();
             ulong p = _next;
             _next += (ulong)bytes;
             Live.Add(p);
@@ -36,7 +41,7 @@ public sealed class DeviceMemoryPoolTests
     public void Steady_state_loop_reuses_blocks_without_new_driver_allocations()
     {
         var driver = new FakeDriver();
-        using var pool = new DeviceMemoryPool(driver.Allocate, driver.Free);
+        using var pool = NewPool(driver);
         void Step()
         {
             ulong a = pool.Rent(4 * 128 * 32 * 32, out long sa);
@@ -59,17 +64,17 @@ public sealed class DeviceMemoryPoolTests
     [Fact]
     public void Sizes_round_up_to_shared_granules()
     {
-        DeviceMemoryPool.RoundSize(0).Should().Be(512);
-        DeviceMemoryPool.RoundSize(1000).Should().Be(1024);
-        DeviceMemoryPool.RoundSize(1 << 20).Should().Be(1 << 20);
-        DeviceMemoryPool.RoundSize((1 << 20) + 1).Should().Be(2 << 20);
+        DeviceMemoryPool<ulong>.RoundSize(0).Should().Be(512);
+        DeviceMemoryPool<ulong>.RoundSize(1000).Should().Be(1024);
+        DeviceMemoryPool<ulong>.RoundSize(1 << 20).Should().Be(1 << 20);
+        DeviceMemoryPool<ulong>.RoundSize((1 << 20) + 1).Should().Be(2 << 20);
     }
 
     [Fact]
     public void Out_of_memory_releases_the_cache_and_retries_once()
     {
         var driver = new FakeDriver { Capacity = 3 << 20 };
-        using var pool = new DeviceMemoryPool(driver.Allocate, driver.Free);
+        using var pool = NewPool(driver);
         ulong a = pool.Rent(2 << 20, out long sa);
         pool.Return(a, sa); // 2 MB cached
 
@@ -79,15 +84,14 @@ public sealed class DeviceMemoryPoolTests
         pool.BytesCached.Should().Be(0);
         pool.Return(b, sb);
         pool.Trim();
-        FluentActions.Invoking(() => pool.Rent(4 << 20, out _)).Should().Throw<CudaException>()
-            .Which.ErrorName.Should().Be("CUDA_ERROR_OUT_OF_MEMORY");
+        FluentActions.Invoking(() => pool.Rent(4 << 20, out _)).Should().Throw<FakeOutOfMemoryException>();
     }
 
     [Fact]
     public void Dispose_frees_every_cached_block()
     {
         var driver = new FakeDriver();
-        var pool = new DeviceMemoryPool(driver.Allocate, driver.Free);
+        var pool = NewPool(driver);
         var blocks = Enumerable.Range(1, 5).Select(i => (P: pool.Rent(i * 1000, out long s), S: s)).ToList();
         foreach (var (p, s) in blocks) pool.Return(p, s);
 
@@ -98,17 +102,30 @@ public sealed class DeviceMemoryPoolTests
     }
 
     [Fact]
-    public void Buffers_return_their_block_once()
+    public void Capture_serves_rents_from_the_cache_and_refuses_new_driver_memory()
     {
-        var driver = new FakeDriver();
-        using var pool = new DeviceMemoryPool(driver.Allocate, driver.Free);
-        var buffer = new DeviceBuffer(pool, 100);
+        long driverCalls = 0;
+        ulong next = 0x1000;
+        using var pool = new DeviceMemoryPool<ulong>(bytes => { driverCalls++; return next += (ulong)bytes; }, _ => { }, _ => false);
+        ulong warm = pool.Rent(4096, out long size);
+        pool.Return(warm, size);
+        ulong unrelated = pool.Rent(8192, out long unrelatedSize);
+        pool.Return(unrelated, unrelatedSize);
+        long callsBefore = driverCalls;
 
-        buffer.Dispose();
-        buffer.Dispose();
+        pool.BeginCapture();
+        ulong inCapture = pool.Rent(4096, out _);
+        pool.Return(inCapture, size);
+        ulong again = pool.Rent(4096, out _); // reuse inside one capture is fine: the graph is one ordered chain
+        pool.Return(again, size);
+        FluentActions.Invoking(() => pool.Rent(1 << 22, out _)).Should().Throw<GraphCaptureException>().WithMessage("*warm*");
+        var workspace = pool.EndCapture();
 
-        pool.BlocksInUse.Should().Be(0);
-        pool.BytesCached.Should().Be(512);
-        FluentActions.Invoking(() => buffer.Pointer).Should().Throw<ObjectDisposedException>();
+        driverCalls.Should().Be(callsBefore, "nothing may be allocated while capturing");
+        inCapture.Should().Be(warm);
+        workspace.Should().Equal((warm, size));
+        pool.BlocksInUse.Should().Be(1, "the graph's workspace stays reserved");
+        pool.Rent(4096, out _).Should().NotBe(warm, "the graph replays into its workspace, so nobody else may get it");
+        pool.Rent(8192, out _).Should().Be(unrelated, "blocks the capture never touched stay shared");
     }
 }
