@@ -178,3 +178,22 @@ public sealed class GpuBackendTests
         replayed.Should().Equal(eager);
     }
 }
+
+public sealed class DevicePeakTests
+{
+    [Fact]
+    public void Device_peaks_follow_the_datasheets_and_are_unknown_without_clocks()
+    {
+        // H100 SXM: 132 SMs at 1.98 GHz, HBM3 at 2.619 GHz on a 5120-bit bus.
+        var h100 = DevicePeak.For(90, 132, 1_980_000, 2_619_000, 5120);
+        h100.Float32Flops.Should().BeApproximately(66.9e12, 0.1e12);
+        h100.Float16TensorFlops.Should().BeApproximately(1070e12, 1e12);
+        h100.BytesPerSecond.Should().BeApproximately(3.35e12, 0.01e12);
+        // A100: 108 SMs at 1.41 GHz: 19.5 TFLOP/s float32, 312 TFLOP/s fp16 tensor.
+        var a100 = DevicePeak.For(80, 108, 1_410_000, 0, 0);
+        a100.Float32Flops.Should().BeApproximately(19.5e12, 0.1e12);
+        a100.Float16TensorFlops.Should().BeApproximately(312e12, 1e12);
+        a100.BytesPerSecond.Should().BeNull("no memory clock was reported");
+        DevicePeak.For(75, 40, 0, 0, 0).Float32Flops.Should().BeNull("no clock was reported");
+    }
+}
