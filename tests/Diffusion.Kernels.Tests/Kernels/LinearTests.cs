@@ -15,7 +15,7 @@ public class LinearTests
         [3, 512, 512, true],    // linear_2 with the SiLU between them, batch 3
         [2, 37, 19, false],     // sizes off every vector width
         [4, 512, 256, true],    // a resnet's time_emb_proj on SiLU(temb)
-    ]);
+    ], _ => 0, "linear");
 
     [Theory]
     [MemberData(nameof(Shapes))]

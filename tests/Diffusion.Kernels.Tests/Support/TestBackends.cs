@@ -40,9 +40,10 @@ public static class TestBackends
     public static IBackend Create(string name)
     {
         if (name == "cpu") return new CpuBackend();
-        if (name == "cuda")
+        if (name.StartsWith("cuda", StringComparison.Ordinal))
         {
-            if (GpuBackend.TryCreateCuda(out var cuda, out string reason, versions: KernelVersions.Default)) return cuda!;
+            var versions = name == "cuda" ? KernelVersions.Default : VersionsOf(name);
+            if (GpuBackend.TryCreateCuda(out var cuda, out string reason, versions: versions)) return cuda!;
             Assert.Skip("no usable CUDA GPU: " + reason);
             throw new UnreachableException();
         }
@@ -59,11 +60,11 @@ public static class TestBackends
         throw new ArgumentException($"unknown test backend '{name}'", nameof(name));
     }
 
-    /// <summary>"emulated" → version 1 of every op; "emulated-vN" → version N of each op that has it, its newest below N otherwise.</summary>
+    /// <summary>"emulated" → version 1 of every op; "emulated-vN" (or "cuda-vN") → version N of each op that has it, its newest below N otherwise.</summary>
     public static KernelVersions VersionsOf(string name)
     {
         if (name == "emulated") return KernelVersions.Simple;
-        int v = int.Parse(name["emulated-v".Length..], System.Globalization.CultureInfo.InvariantCulture);
+        int v = int.Parse(name[(name.IndexOf("-v", StringComparison.Ordinal) + 2)..], System.Globalization.CultureInfo.InvariantCulture);
         var versions = KernelVersions.Simple;
         foreach (string op in KernelCatalog.VersionedOps) versions = versions.With(op, Math.Min(v, KernelCatalog.Latest(op)));
         return versions;
@@ -87,6 +88,35 @@ public static class TestBackends
                 yield return [name, .. row];
             }
         }
+    }
+
+    /// <summary>
+    /// As above, for the tests of versioned op <paramref name="op"/>: an "emulated-vN" row only where the op has a
+    /// version N (a higher row would run the same kernels again), and none for its half-precision versions, which
+    /// are held to a looser tolerance in tests of their own (<see cref="HalfPrecision"/>).
+    /// </summary>
+    public static IEnumerable<object[]> WithBackends(IEnumerable<object[]> cases, Func<object[], long> outputs, string op) =>
+        WithBackends(cases, outputs).Where(row => RunsItsOwnFloatVersion((string)row[0], op));
+
+    private static bool RunsItsOwnFloatVersion(string name, string op)
+    {
+        if (!name.StartsWith("emulated-v", StringComparison.Ordinal)) return true;
+        int runs = VersionsOf(name).Of(op);
+        return runs == int.Parse(name["emulated-v".Length..], System.Globalization.CultureInfo.InvariantCulture) && !KernelCatalog.IsHalf(op, runs);
+    }
+
+    /// <summary>
+    /// The rows of <paramref name="op"/>'s half-precision tests: every case on "emulated-vN" and "cuda-vN" for each
+    /// half version N (the cuda rows skip without a GPU). Half versions run tensor-core code whose emulation costs a
+    /// few warp shuffles per multiply-add step, so their cases are listed separately and kept small.
+    /// </summary>
+    public static IEnumerable<object[]> HalfPrecision(string op, IEnumerable<object[]> cases)
+    {
+        var rows = cases.ToList();
+        foreach (int version in KernelCatalog.Entries.Where(e => e.Op == op && e.Half).Select(e => e.Version).Distinct())
+            foreach (string name in new[] { $"emulated-v{version}", $"cuda-v{version}" })
+                foreach (object[] row in rows)
+                    yield return [name, .. row];
     }
 
     /// <summary>
