@@ -49,6 +49,7 @@ public class Conv2dTests
         [2, 20, 18, 2, 32, 3, 1, 1, 1],   // rows of 16 tiles, read and written as contiguous runs; one tile row per image
         [1, 256, 256, 16, 16, 3, 1, 1, 1], // the U-Net's 256-channel 16×16 level: accuracy at full depth
         [1, 256, 16, 16, 16, 3, 1, 1, 1],  // full depth (2304 products per output) within the emulated device's budget
+        [1, 8, 56, 8, 8, 3, 1, 1, 1],     // 56 channels × 64 pixels: every accumulator of GPU version 2's 64 × 64 tile is stored
     ], row => ConvOutputs(row), "conv2d");
 
     /// <summary>Output values of a Shapes row, for the emulated device's budget.</summary>
@@ -128,7 +129,8 @@ public class Conv2dTests
     private const double HalfTolerance = 1e-3;
 
     // As Shapes. Chosen for version 3's 64 × 64 × 32 tiling: one slice and one block; three slices over two blocks of
-    // channels; 1×1 over two blocks of pixels; a 5×5 kernel (run-time K) over four slices; stride 2 with padding after.
+    // channels; 1×1 over two blocks of pixels; a 5×5 kernel (run-time K) over four slices; stride 2 with padding after;
+    // 56 channels × 64 pixels, so all four warps' eight accumulators hold outputs.
     public static IEnumerable<object[]> HalfShapes => TestBackends.HalfPrecision("conv2d",
     [
         [1, 3, 5, 7, 9, 3, 1, 1, 1],
@@ -136,6 +138,7 @@ public class Conv2dTests
         [2, 20, 12, 5, 7, 1, 1, 0, 0],
         [1, 5, 1, 6, 5, 5, 1, 2, 2],
         [2, 7, 9, 9, 6, 3, 2, 0, 1],
+        [1, 8, 56, 8, 8, 3, 1, 1, 1],
     ]);
 
     [Theory]
