@@ -29,46 +29,43 @@ public sealed class PtxGateTests(ITestOutputHelper output)
     {
         string ptxas = Ptxas.Require();
         using var dir = new TempDirectory();
-        var rows = new List<(KernelEntry Entry, AssembledKernel?[] Results)>();
-        var failures = new List<string>();
-        var compilers = PtxCompiler.Architectures.Select(a => new PtxCompiler(a)).ToList();
-        try
+        var entries = KernelCatalog.Entries;
+        var archs = PtxCompiler.Architectures;
+        var results = new AssembledKernel?[entries.Count, archs.Count];
+        var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+        // One ILGPU context per architecture, each on its own thread: the compiles and ptxas runs are independent.
+        Parallel.For(0, archs.Count, a =>
         {
-            foreach (var entry in KernelCatalog.Entries)
+            string arch = archs[a];
+            using var compiler = new PtxCompiler(arch);
+            for (int e = 0; e < entries.Count; e++)
             {
-                var results = new AssembledKernel?[compilers.Count];
-                for (int i = 0; i < compilers.Count; i++)
+                var entry = entries[e];
+                string ptx = compiler.Compile(entry);
+                if (!ptx.Contains(".version 7.8", StringComparison.Ordinal)) failures.Add($"{entry.Name} ({arch}): not PTX ISA 7.8, which the gate's ptxas 11.8 reads");
+                string file = Path.Combine(dir.Path, arch + "-" + PtxCompiler.FileName(entry));
+                File.WriteAllText(file, ptx);
+                AssembledKernel r;
+                try
                 {
-                    string arch = compilers[i].Architecture;
-                    string ptx = compilers[i].Compile(entry);
-                    ptx.Should().Contain(".version 7.8", "the gate's ptxas 11.8 reads PTX ISA 7.8 at most");
-                    string file = Path.Combine(dir.Path, arch + "-" + PtxCompiler.FileName(entry));
-                    File.WriteAllText(file, ptx);
-                    try
-                    {
-                        results[i] = Ptxas.Assemble(ptxas, file, arch);
-                    }
-                    catch (InvalidOperationException e)
-                    {
-                        failures.Add($"{entry.Name} ({arch}): {e.Message}");
-                        continue;
-                    }
-                    var (spillBudget, stackBudget) = Budget(entry);
-                    var r = results[i]!;
-                    if (r.SpillStoreBytes > spillBudget || r.SpillLoadBytes > spillBudget)
-                        failures.Add($"{entry.Name} ({arch}) spills {r.SpillStoreBytes}/{r.SpillLoadBytes} bytes (budget {spillBudget})");
-                    if (r.StackFrameBytes > stackBudget)
-                        failures.Add($"{entry.Name} ({arch}) has a {r.StackFrameBytes}-byte stack frame (budget {stackBudget})");
-                    if (entry.Half && !r.HasTensorCoreMma)
-                        failures.Add($"{entry.Name} ({arch}) is a tensor-core version but its SASS holds no HMMA.16816.F32");
+                    r = Ptxas.Assemble(ptxas, file, arch);
                 }
-                rows.Add((entry, results));
+                catch (InvalidOperationException ex)
+                {
+                    failures.Add($"{entry.Name} ({arch}): {ex.Message}");
+                    continue;
+                }
+                results[e, a] = r;
+                var (spillBudget, stackBudget) = Budget(entry);
+                if (r.SpillStoreBytes > spillBudget || r.SpillLoadBytes > spillBudget)
+                    failures.Add($"{entry.Name} ({arch}) spills {r.SpillStoreBytes}/{r.SpillLoadBytes} bytes (budget {spillBudget})");
+                if (r.StackFrameBytes > stackBudget)
+                    failures.Add($"{entry.Name} ({arch}) has a {r.StackFrameBytes}-byte stack frame (budget {stackBudget})");
+                if (entry.Half && !r.HasTensorCoreMma)
+                    failures.Add($"{entry.Name} ({arch}) is a tensor-core version but its SASS holds no HMMA.16816.F32");
             }
-        }
-        finally
-        {
-            foreach (var c in compilers) c.Dispose();
-        }
+        });
+        var rows = entries.Select((entry, e) => (entry, Enumerable.Range(0, archs.Count).Select(a => results[e, a]).ToArray())).ToList();
 
         string table = Table(rows, Ptxas.Version(ptxas));
         output.WriteLine(table);
