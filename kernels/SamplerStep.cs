@@ -6,13 +6,15 @@
 //   x0   = clamp(X0FromSample·x + X0FromModel·m, −ClipRange, ClipRange)
 //   eps  = EpsFromSample·x + EpsFromModel·m
 //   next = NextFromX0·x0 + NextFromEps·eps + NextFromSample·x [+ NextFromPrevX0·x0_prev] [+ NextFromNoise·z]
-// in the CPU backend's order, bracketed terms only when their tensor is present (flags). next may alias x: each
-// value is read before it is written. The ten coefficients are read from a device tensor (SamplerStepCoefficients'
+// in the CPU backend's order, bracketed terms only when their tensor is present (flags), every product and sum
+// rounded on its own (RoundedMath: ptxas would otherwise fuse them into fmas), so the result equals the CPU
+// backend's to the bit on every device. next may alias x: each value is read before it is written. The ten coefficients are read from a device tensor (SamplerStepCoefficients'
 // order), not passed as parameters, so a CUDA graph that captured a step replays every step with new values.
 //
 // Versions: one. Reading four tensors and writing one or two is pure bandwidth.
 
 using ILGPU;
+using static Diffusion.Kernels.Gpu.RoundedMath;
 
 namespace Diffusion.Kernels.Gpu;
 
@@ -36,11 +38,11 @@ public static class SamplerStep
     {
         float x = sample[index], m = modelOutput[index];
         float clip = k[SamplerStepSlot.ClipRange];
-        float x0 = MathF.Min(MathF.Max(k[SamplerStepSlot.X0FromSample] * x + k[SamplerStepSlot.X0FromModel] * m, -clip), clip);
-        float eps = k[SamplerStepSlot.EpsFromSample] * x + k[SamplerStepSlot.EpsFromModel] * m;
-        float value = k[SamplerStepSlot.NextFromX0] * x0 + k[SamplerStepSlot.NextFromEps] * eps + k[SamplerStepSlot.NextFromSample] * x;
-        if (p.HasPrevX0 != 0) value += k[SamplerStepSlot.NextFromPrevX0] * prevX0[index];
-        if (p.HasNoise != 0) value += k[SamplerStepSlot.NextFromNoise] * noise[index];
+        float x0 = MathF.Min(MathF.Max(Add(Mul(k[SamplerStepSlot.X0FromSample], x), Mul(k[SamplerStepSlot.X0FromModel], m)), -clip), clip);
+        float eps = Add(Mul(k[SamplerStepSlot.EpsFromSample], x), Mul(k[SamplerStepSlot.EpsFromModel], m));
+        float value = Add(Add(Mul(k[SamplerStepSlot.NextFromX0], x0), Mul(k[SamplerStepSlot.NextFromEps], eps)), Mul(k[SamplerStepSlot.NextFromSample], x));
+        if (p.HasPrevX0 != 0) value = Add(value, Mul(k[SamplerStepSlot.NextFromPrevX0], prevX0[index]));
+        if (p.HasNoise != 0) value = Add(value, Mul(k[SamplerStepSlot.NextFromNoise], noise[index]));
         if (p.HasX0Out != 0) x0Out[index] = x0;
         next[index] = value;
     }

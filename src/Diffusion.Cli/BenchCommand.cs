@@ -410,27 +410,28 @@ internal sealed class BenchRun : IDisposable
     }
 }
 
-internal sealed class ConvCase(string name, Conv2dSpec spec, int size) : BenchCase("conv", name)
+/// <summary>A case whose shape, costs and tolerance are the library's <see cref="OpShape"/> (shared with the tests).</summary>
+internal abstract class ShapeCase<TShape>(string op, TShape shape) : BenchCase(op, shape.Name) where TShape : OpShape
 {
-    public override IReadOnlyDictionary<string, object> Parameters => new Dictionary<string, object>
-    {
-        ["cin"] = spec.InChannels, ["cout"] = spec.OutChannels, ["k"] = spec.Kernel, ["stride"] = spec.Stride,
-        ["padBegin"] = spec.PadBegin, ["padEnd"] = spec.PadEnd, ["h"] = size, ["w"] = size,
-    };
+    protected TShape Shape { get; } = shape;
 
-    public override bool ComputeBound => true;
+    public override IReadOnlyDictionary<string, object> Parameters => Shape.Parameters;
 
-    public override double Flops(int batch) => batch * spec.Flops(size, size);
+    public override bool ComputeBound => Shape.ComputeBound;
 
-    public override double Bytes(int batch)
-    {
-        int o = spec.OutputSize(size);
-        return 4.0 * ((double)batch * spec.InChannels * size * size + (double)batch * spec.OutChannels * o * o
-            + (double)spec.OutChannels * spec.InChannels * spec.Kernel * spec.Kernel);
-    }
+    public override double Flops(int batch) => Shape.Flops(batch);
 
+    public override double Bytes(int batch) => Shape.Bytes(batch);
+
+    /// <summary>Twice the op's float64 tolerance: here both sides, backend and CPU reference, round.</summary>
+    public override double Tolerance(bool half) => half ? OpTolerance.Half : 2 * Shape.Tolerance;
+}
+
+internal sealed class ConvCase(Conv2dShape shape) : ShapeCase<Conv2dShape>("conv", shape)
+{
     public override BenchRun Prepare(IBackend backend, int batch, int copies)
     {
+        var (spec, size) = (Shape.Spec, Shape.Size);
         var rng = Rng();
         int o = spec.OutputSize(size);
         float[] w = Uniform(rng, (long)spec.OutChannels * spec.InChannels * spec.Kernel * spec.Kernel,
@@ -447,22 +448,11 @@ internal sealed class ConvCase(string name, Conv2dSpec spec, int size) : BenchCa
     }
 }
 
-internal sealed class GroupNormCase(string name, int channels, int size) : BenchCase("group_norm", name)
+internal sealed class GroupNormCase(GroupNormShape shape) : ShapeCase<GroupNormShape>("group_norm", shape)
 {
-    private const int Groups = 32;
-    private const float Eps = 1e-6f;
-
-    public override IReadOnlyDictionary<string, object> Parameters => new Dictionary<string, object>
-    {
-        ["c"] = channels, ["h"] = size, ["w"] = size, ["groups"] = Groups, ["eps"] = Eps, ["silu"] = true,
-    };
-
-    public override double Flops(int batch) => 0;
-
-    public override double Bytes(int batch) => 2.0 * 4 * batch * channels * size * size;
-
     public override BenchRun Prepare(IBackend backend, int batch, int copies)
     {
+        var (channels, size) = (Shape.Channels, Shape.Size);
         var rng = Rng();
         // An offset mean, as real activations have, so a one-pass variance would show its cancellation error.
         float[] x = Uniform(rng, (long)batch * channels * size * size).Select(v => v + 3f).ToArray();
@@ -471,32 +461,17 @@ internal sealed class GroupNormCase(string name, int channels, int size) : Bench
         var beta = run.Own(backend.Upload(Uniform(rng, channels, 0.25f), channels));
         var xs = Copies(backend, run, x, copies, batch, channels, size, size);
         var ys = Outputs(backend, run, copies, batch, channels, size, size);
-        run.Issue = i => backend.GroupNorm(xs[i % copies], gamma, beta, Groups, Eps, silu: true, ys[i % copies]);
+        run.Issue = i => backend.GroupNorm(xs[i % copies], gamma, beta, Shape.Groups, Shape.Eps, Shape.Silu, ys[i % copies]);
         run.Output = ys[0];
         return run;
     }
 }
 
-internal sealed class AttentionCase(string name, int channels, int heads, int size) : BenchCase("attention", name)
+internal sealed class AttentionCase(AttentionShape shape) : ShapeCase<AttentionShape>("attention", shape)
 {
-    public override IReadOnlyDictionary<string, object> Parameters => new Dictionary<string, object>
-    {
-        ["c"] = channels, ["heads"] = heads, ["h"] = size, ["w"] = size,
-    };
-
-    public override bool ComputeBound => true;
-
-    /// <summary>q·kᵀ and softmax·v: 2·T²·d each per head.</summary>
-    public override double Flops(int batch)
-    {
-        double tokens = size * size;
-        return batch * 4.0 * tokens * tokens * channels;
-    }
-
-    public override double Bytes(int batch) => 4.0 * batch * 4 * channels * size * size;
-
     public override BenchRun Prepare(IBackend backend, int batch, int copies)
     {
+        var (channels, heads, size) = (Shape.Channels, Shape.Heads, Shape.Size);
         float[] qkv = Uniform(Rng(), (long)batch * 3 * channels * size * size);
         var run = new BenchRun();
         var qs = Copies(backend, run, qkv, copies, batch, 3 * channels, size, size);
@@ -507,20 +482,11 @@ internal sealed class AttentionCase(string name, int channels, int heads, int si
     }
 }
 
-internal sealed class LinearCase(string name, int inFeatures, int outFeatures, bool siluInput) : BenchCase("linear", name)
+internal sealed class LinearCase(LinearShape shape) : ShapeCase<LinearShape>("linear", shape)
 {
-    public override IReadOnlyDictionary<string, object> Parameters => new Dictionary<string, object>
-    {
-        ["in"] = inFeatures, ["out"] = outFeatures, ["siluInput"] = siluInput,
-    };
-
-    public override double Flops(int batch) => 2.0 * batch * inFeatures * outFeatures;
-
-    /// <summary>At U-Net batch sizes the weight matrix dominates: these layers are bandwidth-bound.</summary>
-    public override double Bytes(int batch) => 4.0 * ((double)inFeatures * outFeatures + (double)batch * (inFeatures + outFeatures));
-
     public override BenchRun Prepare(IBackend backend, int batch, int copies)
     {
+        var (inFeatures, outFeatures, siluInput) = (Shape.InFeatures, Shape.OutFeatures, Shape.SiluInput);
         var rng = Rng();
         float[] w = Uniform(rng, (long)inFeatures * outFeatures, 1f / MathF.Sqrt(inFeatures));
         float[] bias = Uniform(rng, outFeatures, 0.1f);
@@ -536,24 +502,13 @@ internal sealed class LinearCase(string name, int inFeatures, int outFeatures, b
     }
 }
 
-internal sealed class SamplerCase(string name, int channels, int size) : BenchCase("sampler", name)
+internal sealed class SamplerCase(SamplerStepShape shape) : ShapeCase<SamplerStepShape>("sampler", shape)
 {
     private static readonly SamplerStepCoefficients Coefficients = new(1.02f, -0.2f, 1f, 0.1f, 0.98f, 0.7f, 0.3f, 0.05f, -0.1f, 0.02f);
 
-    public override IReadOnlyDictionary<string, object> Parameters => new Dictionary<string, object>
-    {
-        ["c"] = channels, ["h"] = size, ["w"] = size,
-    };
-
-    public override double Flops(int batch) => 0;
-
-    /// <summary>Reads sample, model output, noise and previous x0; writes x0 and the next sample.</summary>
-    public override double Bytes(int batch) => 6.0 * 4 * batch * channels * size * size;
-
-    public override double Tolerance(bool half) => 1e-6;
-
     public override BenchRun Prepare(IBackend backend, int batch, int copies)
     {
+        var (channels, size) = (Shape.Channels, Shape.Size);
         var rng = Rng();
         int[] shape = [batch, channels, size, size];
         long count = (long)batch * channels * size * size;
@@ -701,33 +656,18 @@ internal static class BenchCases
 
     public static IReadOnlyList<BenchCase> All { get; } =
     [
-        new ConvCase("conv_in 3→128 @32×32", Conv2dSpec.Same3x3(3, 128), 32),
-        new ConvCase("3×3 128→128 @32×32", Conv2dSpec.Same3x3(128, 128), 32),
-        new ConvCase("3×3 128→256 @16×16", Conv2dSpec.Same3x3(128, 256), 16),
-        new ConvCase("3×3 256→256 @16×16", Conv2dSpec.Same3x3(256, 256), 16),
-        new ConvCase("3×3 256→256 @8×8", Conv2dSpec.Same3x3(256, 256), 8),
-        new ConvCase("3×3 256→256 @4×4", Conv2dSpec.Same3x3(256, 256), 4),
-        new ConvCase("3×3 512→256 @4×4 (up concat)", Conv2dSpec.Same3x3(512, 256), 4),
-        new ConvCase("3×3 384→128 @32×32 (up concat)", Conv2dSpec.Same3x3(384, 128), 32),
-        new ConvCase("down 3×3/2 128→128 32→16", new Conv2dSpec(128, 128, 3, 2, 0, 1), 32),
-        new ConvCase("down 3×3/2 256→256 16→8", new Conv2dSpec(256, 256, 3, 2, 0, 1), 16),
-        new ConvCase("down 3×3/2 256→256 8→4", new Conv2dSpec(256, 256, 3, 2, 0, 1), 8),
-        new ConvCase("shortcut 1×1 128→256 @16×16", Conv2dSpec.Pointwise(128, 256), 16),
-        new ConvCase("shortcut 1×1 384→128 @32×32", Conv2dSpec.Pointwise(384, 128), 32),
-        new ConvCase("shortcut 1×1 512→256 @8×8", Conv2dSpec.Pointwise(512, 256), 8),
-        new ConvCase("qkv 1×1 256→768 @16×16", Conv2dSpec.Pointwise(256, 768), 16),
-        new ConvCase("conv_out 3×3 128→3 @32×32", Conv2dSpec.Same3x3(128, 3), 32),
-        new AttentionCase("16×16 attention, 256 ch, 1 head", 256, 1, 16),
-        new GroupNormCase("GN+SiLU 128 ch @32×32", 128, 32),
-        new GroupNormCase("GN+SiLU 384 ch @32×32", 384, 32),
-        new GroupNormCase("GN+SiLU 256 ch @16×16", 256, 16),
-        new GroupNormCase("GN+SiLU 512 ch @8×8", 512, 8),
-        new GroupNormCase("GN+SiLU 256 ch @4×4", 256, 4),
-        new LinearCase("time linear_1 128→512", 128, 512, false),
-        new LinearCase("time linear_2 SiLU 512→512", 512, 512, true),
-        new LinearCase("time_emb_proj SiLU 512→256", 512, 256, true),
-        new SamplerCase("sampler step 3×32×32", 3, 32),
+        .. OpCases.Cifar10UNet.Select(Of),
         new UNetCase(graph: false),
         new UNetCase(graph: true),
     ];
+
+    private static BenchCase Of(OpShape shape) => shape switch
+    {
+        Conv2dShape conv => new ConvCase(conv),
+        AttentionShape attention => new AttentionCase(attention),
+        GroupNormShape norm => new GroupNormCase(norm),
+        LinearShape linear => new LinearCase(linear),
+        SamplerStepShape step => new SamplerCase(step),
+        _ => throw new ArgumentException($"no bench case for {shape}", nameof(shape)),
+    };
 }

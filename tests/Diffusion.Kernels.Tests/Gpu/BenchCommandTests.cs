@@ -32,6 +32,26 @@ public sealed class BenchCommandTests
         result.StandardOutput.Should().Contain("16×16 attention, 256 ch, 1 head");
     }
 
+    /// <summary>The kernel lab over the GPU kernels, on the emulated device: every version of an op, checked against the CPU backend.</summary>
+    [Fact]
+    public void Emulated_bench_checks_every_kernel_version_against_the_cpu_backend()
+    {
+        string json = Path.Combine(Directory.CreateTempSubdirectory("diffuse-bench-").FullName, "bench.json");
+
+        var result = DiffuseProcess.Run("bench", "--device", "emulated", "--ops", "linear,sampler", "--batch", "1", "--versions",
+            "--iterations", "1", "--warmup", "0", "--json", json);
+
+        result.ExitCode.Should().Be(0, result.StandardError);
+        result.StandardError.Should().Contain("device: emulated GPU");
+        using var document = JsonDocument.Parse(File.ReadAllText(json));
+        var rows = document.RootElement.GetProperty("rows").EnumerateArray().ToList();
+        int linearVersions = Diffusion.Kernels.Gpu.KernelCatalog.Latest("linear");
+        rows.Should().HaveCount(3 * linearVersions + 1, "three linear shapes at every version, one sampler step");
+        rows.Should().OnlyContain(r => r.GetProperty("Passed").GetBoolean() && r.GetProperty("Error").GetDouble() >= 0);
+        rows.Where(r => r.GetProperty("Op").GetString() == "linear").Select(r => r.GetProperty("Version").GetString())
+            .Distinct().Should().HaveCount(linearVersions);
+    }
+
     [Theory]
     [InlineData("--ops", "conv,fft")]
     [InlineData("--batch", "0")]

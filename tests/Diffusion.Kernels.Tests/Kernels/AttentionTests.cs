@@ -1,3 +1,4 @@
+using Diffusion.Kernels.Backends;
 using Diffusion.Kernels.Tests.Support;
 using static Diffusion.Kernels.Tests.Kernels.KernelCheck;
 
@@ -6,7 +7,7 @@ namespace Diffusion.Kernels.Tests.Kernels;
 public class AttentionTests
 {
     /// <summary>Outputs are convex combinations of v, so O(1); float32 scores and exp set the error.</summary>
-    private const double Tolerance = 1e-5;
+    private const double Tolerance = OpTolerance.Attention;
 
     // batch, channels, heads, height, width
     public static IEnumerable<object[]> Shapes => TestBackends.WithBackends(

@@ -8,7 +8,7 @@ namespace Diffusion.Kernels.Tests.Kernels;
 public class Conv2dTests
 {
     /// <summary>float32 sums of up to a few thousand products against the float64 reference.</summary>
-    private const double Tolerance = 1e-5;
+    private const double Tolerance = OpTolerance.Conv2d;
 
     // batch, in channels, out channels, height, width, kernel, stride, pad before, pad after
     public static IEnumerable<object[]> Shapes => TestBackends.WithBackends(

@@ -1,3 +1,4 @@
+using Diffusion.Kernels.Backends;
 using Diffusion.Kernels.Tests.Support;
 using FluentAssertions;
 using static Diffusion.Kernels.Tests.Kernels.KernelCheck;
@@ -7,7 +8,7 @@ namespace Diffusion.Kernels.Tests.Kernels;
 public class ElementwiseTests
 {
     /// <summary>One float32 rounding plus exp's error: a few ulps of the output scale.</summary>
-    private const double Tolerance = 1e-6;
+    private const double Tolerance = OpTolerance.Elementwise;
 
     /// <summary>(N, C, H, W): odd sizes whose length is no multiple of a vector, one element, and a U-Net level.</summary>
     public static IEnumerable<object[]> Shapes => TestBackends.WithBackends(

@@ -1,3 +1,4 @@
+using Diffusion.Kernels.Backends;
 using Diffusion.Kernels.Tests.Support;
 using static Diffusion.Kernels.Tests.Kernels.KernelCheck;
 
@@ -6,7 +7,7 @@ namespace Diffusion.Kernels.Tests.Kernels;
 public class GroupNormTests
 {
     /// <summary>Normalised values are O(1); float32 rounding of x·scale + shift dominates the error.</summary>
-    private const double Tolerance = 1e-5;
+    private const double Tolerance = OpTolerance.GroupNorm;
 
     // batch, channels, groups, height, width, silu, offset added to every input (tests centred variance)
     public static IEnumerable<object[]> Shapes => TestBackends.WithBackends(

@@ -1,3 +1,4 @@
+using Diffusion.Kernels.Backends;
 using Diffusion.Kernels.Tests.Support;
 using static Diffusion.Kernels.Tests.Kernels.KernelCheck;
 
@@ -6,7 +7,7 @@ namespace Diffusion.Kernels.Tests.Kernels;
 public class LinearTests
 {
     /// <summary>Dot products of a few hundred float32 terms against float64.</summary>
-    private const double Tolerance = 1e-5;
+    private const double Tolerance = OpTolerance.Linear;
 
     // rows, in features, out features, SiLU on input
     public static IEnumerable<object[]> Shapes => TestBackends.WithBackends(
