@@ -19,29 +19,13 @@ step "unpack publish/gpu.tar.gz"
 tar -xzf publish/gpu.tar.gz -C publish || { echo "cannot unpack publish/gpu.tar.gz (was it carried?)"; exit 1; }
 bin="$PWD/publish/tests"
 
-# NVRTC: the CUDA toolkit's if the system has one, else the nvidia-cuda-nvrtc wheel PyTorch brings, found by
-# compare.py's search. Kernels compile afresh (empty cache), and a missing NVRTC fails the tests rather than skips them.
-step "NVRTC"
-nvrtc=$(python3 - <<'PY' 2>>"$out/nvrtc.log"
-import contextlib, io, sys
-sys.path.insert(0, "bench/cudnn")
-import compare
-with contextlib.redirect_stdout(io.StringIO()):
-    print(compare.find_nvrtc() or "", file=sys.__stdout__)
-PY
-)
-if [ -n "$nvrtc" ]; then export DIFFUSION_NVRTC="$nvrtc"; fi
-echo "DIFFUSION_NVRTC=${DIFFUSION_NVRTC:-(unset: diffuse searches the system)}"
-export DIFFUSION_REQUIRE_NVRTC=1
-export DIFFUSION_KERNEL_CACHE="$(mktemp -d)"
+# The GPU kernels are ILGPU's: it writes PTX and the driver loads it, so nothing but the driver is needed.
 
-# Everything under tests/.../Cuda except the two classes that need other tools (BenchCommandTests starts
-# `dotnet diffuse.dll`; the tensor-core emulation needs /usr/bin/python3 with numpy and is CI's job), plus the
-# kernel tests, sampler goldens and U-Net parity, whose theories run on "cpu" and "cuda". -failSkips: on this machine a test that
-# skips for want of a GPU or NVRTC is a failure.
+# Everything under tests/.../Gpu except BenchCommandTests (it starts `dotnet diffuse.dll`), plus the kernel tests, sampler goldens and U-Net parity, whose theories run on "cpu" and "cuda". -failSkips: on this machine a test that
+# skips for want of a GPU is a failure.
 step "GPU test suite (log: tests.log, trx: tests.trx)"
 timeout 240 "$bin/Diffusion.Kernels.Tests" -noColor -noLogo -failSkips -trx "$out/tests.trx" \
-  -filter "/*/Diffusion.Kernels.Tests.Cuda/(!BenchCommandTests)&(!TensorCoreEmulationTests)/*" \
+  -filter "/*/Diffusion.Kernels.Tests.Gpu/(!BenchCommandTests)/*" \
   -filter "/*/Diffusion.Kernels.Tests.Kernels" \
   -filter "/*/*/SamplerGoldenTests" \
   -filter "/*/*/UNet2DParityTests" >"$out/tests.log" 2>&1 || failed+=("tests (exit $?)")

@@ -5,7 +5,8 @@ using System.Text.Json;
 using Diffusion.Kernels;
 using Diffusion.Kernels.Backends;
 using Diffusion.Kernels.Backends.Cpu;
-using Diffusion.Kernels.Backends.Cuda;
+using Diffusion.Kernels.Backends.Gpu;
+using Diffusion.Kernels.Gpu;
 using Diffusion.Kernels.Models;
 
 namespace Diffusion.Cli;
@@ -88,7 +89,7 @@ internal static class BenchCommand
                 float[]? expected = null;
                 foreach (var (label, backend) in targets.For(benchCase.Op))
                 {
-                    if (benchCase.CudaOnly && backend is not CudaBackend) continue;
+                    if (benchCase.CudaOnly && backend is not GpuBackend { IsEmulated: false }) continue;
                     var row = Measure(benchCase, batch, label, backend, reference, ref expected, targets.Peak, settings, ct);
                     rows.Add(row);
                     table.Row(row);
@@ -163,7 +164,7 @@ internal static class BenchCommand
 
     private static double Time(IBackend backend, Action issue)
     {
-        if (backend is CudaBackend cuda) return cuda.TimeMilliseconds(issue);
+        if (backend is GpuBackend gpu) return gpu.TimeMilliseconds(issue);
         long start = Stopwatch.GetTimestamp();
         issue();
         backend.Synchronize();
@@ -225,11 +226,11 @@ internal sealed class BenchTable(TextWriter output)
 internal sealed class BenchTargets : IDisposable
 {
     private readonly IBackend? _cpu;
-    private readonly CudaBackend? _cuda;
-    private readonly Dictionary<KernelVersions, CudaBackend> _variants = [];
+    private readonly GpuBackend? _cuda;
+    private readonly Dictionary<KernelVersions, GpuBackend> _variants = [];
     private readonly BenchSettings _settings;
 
-    private BenchTargets(BenchSettings settings, IBackend? cpu, CudaBackend? cuda)
+    private BenchTargets(BenchSettings settings, IBackend? cpu, GpuBackend? cuda)
     {
         _settings = settings;
         _cpu = cpu;
@@ -247,7 +248,9 @@ internal sealed class BenchTargets : IDisposable
         unavailable = null;
         if (settings.Device != DeviceKind.Cpu)
         {
-            if (CudaBackend.TryCreate(out var cuda, out string reason, new CudaBackendOptions { HalfPrecision = settings.Half }))
+            if (settings.Device == DeviceKind.Emulated)
+                return new BenchTargets(settings, null, GpuBackend.CreateEmulated(ChosenVersions(settings)));
+            if (GpuBackend.TryCreateCuda(out var cuda, out string reason, versions: ChosenVersions(settings)))
                 return new BenchTargets(settings, null, cuda);
             if (settings.Device == DeviceKind.Cuda)
             {
@@ -259,6 +262,9 @@ internal sealed class BenchTargets : IDisposable
         if (settings.Half) throw new UsageException("--half needs the CUDA backend");
         return new BenchTargets(settings, cpu, null);
     }
+
+    private static KernelVersions ChosenVersions(BenchSettings settings) =>
+        settings.Half ? KernelVersions.FromEnvironment().WithHalfPrecision() : KernelVersions.FromEnvironment();
 
     /// <summary>The (label, backend) pairs that run <paramref name="op"/>.</summary>
     public IEnumerable<(string Label, IBackend Backend)> For(string op)
@@ -273,13 +279,10 @@ internal sealed class BenchTargets : IDisposable
         {
             // Whole-network rows compare float32 with half precision (tensor-core convolutions and attention) rather
             // than every kernel version.
-            bool half = _cuda.Versions.Conv2d == 3;
+            bool half = _cuda.Versions.UsesHalfPrecision;
             yield return (half ? "fp16" : "fp32", _cuda);
-            if (_settings.AllVersions)
-            {
-                int other = half ? 2 : 3;
-                yield return (half ? "fp32" : "fp16", Variant(_cuda.Versions with { Conv2d = other, Attention = other }));
-            }
+            if (_settings.AllVersions && HalfVariant(half) is { } other)
+                yield return (half ? "fp32" : "fp16", Variant(other));
             yield break;
         }
         if (kernelOp == null || !_settings.AllVersions)
@@ -287,7 +290,7 @@ internal sealed class BenchTargets : IDisposable
             yield return (kernelOp == null ? "-" : Label(kernelOp, _cuda.Versions.Of(kernelOp)), _cuda);
             yield break;
         }
-        var (_, _, latest) = KernelVersions.Ops.First(o => o.Op == kernelOp);
+        int latest = KernelCatalog.Latest(kernelOp);
         for (int v = 1; v <= latest; v++)
             yield return (Label(kernelOp, v), Variant(_cuda.Versions.With(kernelOp, v)));
     }
@@ -298,12 +301,27 @@ internal sealed class BenchTargets : IDisposable
     }
 
     private static string Label(string kernelOp, int version) =>
-        kernelOp is "conv2d" or "attention" && version == 3 ? "v3 fp16" : $"v{version}";
+        KernelCatalog.IsHalf(kernelOp, version) ? $"v{version} fp16" : $"v{version}";
 
-    private CudaBackend Variant(KernelVersions versions)
+    /// <summary>The other precision's versions for the whole-network rows; null while no kernel has a half version.</summary>
+    private KernelVersions? HalfVariant(bool half)
+    {
+        if (half) return KernelVersions.Default;
+        try
+        {
+            return _cuda!.Versions.WithHalfPrecision();
+        }
+        catch (DiffusionException)
+        {
+            return null;
+        }
+    }
+
+    private GpuBackend Variant(KernelVersions versions)
     {
         if (_variants.TryGetValue(versions, out var backend)) return backend;
-        if (!CudaBackend.TryCreate(out var created, out string reason, new CudaBackendOptions { Versions = versions }))
+        if (_cuda!.IsEmulated) return _variants[versions] = GpuBackend.CreateEmulated(versions);
+        if (!GpuBackend.TryCreateCuda(out var created, out string reason, versions: versions))
             throw new DiffusionException($"could not open a second CUDA backend for kernel versions {versions}: {reason}");
         return _variants[versions] = created!;
     }
@@ -387,27 +405,28 @@ internal sealed class BenchRun : IDisposable
     }
 }
 
-internal sealed class ConvCase(string name, Conv2dSpec spec, int size) : BenchCase("conv", name)
+/// <summary>A case whose shape, costs and tolerance are the library's <see cref="OpShape"/> (shared with the tests).</summary>
+internal abstract class ShapeCase<TShape>(string op, TShape shape) : BenchCase(op, shape.Name) where TShape : OpShape
 {
-    public override IReadOnlyDictionary<string, object> Parameters => new Dictionary<string, object>
-    {
-        ["cin"] = spec.InChannels, ["cout"] = spec.OutChannels, ["k"] = spec.Kernel, ["stride"] = spec.Stride,
-        ["padBegin"] = spec.PadBegin, ["padEnd"] = spec.PadEnd, ["h"] = size, ["w"] = size,
-    };
+    protected TShape Shape { get; } = shape;
 
-    public override bool ComputeBound => true;
+    public override IReadOnlyDictionary<string, object> Parameters => Shape.Parameters;
 
-    public override double Flops(int batch) => batch * spec.Flops(size, size);
+    public override bool ComputeBound => Shape.ComputeBound;
 
-    public override double Bytes(int batch)
-    {
-        int o = spec.OutputSize(size);
-        return 4.0 * ((double)batch * spec.InChannels * size * size + (double)batch * spec.OutChannels * o * o
-            + (double)spec.OutChannels * spec.InChannels * spec.Kernel * spec.Kernel);
-    }
+    public override double Flops(int batch) => Shape.Flops(batch);
 
+    public override double Bytes(int batch) => Shape.Bytes(batch);
+
+    /// <summary>Twice the op's float64 tolerance: here both sides, backend and CPU reference, round.</summary>
+    public override double Tolerance(bool half) => half ? OpTolerance.Half : 2 * Shape.Tolerance;
+}
+
+internal sealed class ConvCase(Conv2dShape shape) : ShapeCase<Conv2dShape>("conv", shape)
+{
     public override BenchRun Prepare(IBackend backend, int batch, int copies)
     {
+        var (spec, size) = (Shape.Spec, Shape.Size);
         var rng = Rng();
         int o = spec.OutputSize(size);
         float[] w = Uniform(rng, (long)spec.OutChannels * spec.InChannels * spec.Kernel * spec.Kernel,
@@ -424,22 +443,11 @@ internal sealed class ConvCase(string name, Conv2dSpec spec, int size) : BenchCa
     }
 }
 
-internal sealed class GroupNormCase(string name, int channels, int size) : BenchCase("group_norm", name)
+internal sealed class GroupNormCase(GroupNormShape shape) : ShapeCase<GroupNormShape>("group_norm", shape)
 {
-    private const int Groups = 32;
-    private const float Eps = 1e-6f;
-
-    public override IReadOnlyDictionary<string, object> Parameters => new Dictionary<string, object>
-    {
-        ["c"] = channels, ["h"] = size, ["w"] = size, ["groups"] = Groups, ["eps"] = Eps, ["silu"] = true,
-    };
-
-    public override double Flops(int batch) => 0;
-
-    public override double Bytes(int batch) => 2.0 * 4 * batch * channels * size * size;
-
     public override BenchRun Prepare(IBackend backend, int batch, int copies)
     {
+        var (channels, size) = (Shape.Channels, Shape.Size);
         var rng = Rng();
         // An offset mean, as real activations have, so a one-pass variance would show its cancellation error.
         float[] x = Uniform(rng, (long)batch * channels * size * size).Select(v => v + 3f).ToArray();
@@ -448,32 +456,17 @@ internal sealed class GroupNormCase(string name, int channels, int size) : Bench
         var beta = run.Own(backend.Upload(Uniform(rng, channels, 0.25f), channels));
         var xs = Copies(backend, run, x, copies, batch, channels, size, size);
         var ys = Outputs(backend, run, copies, batch, channels, size, size);
-        run.Issue = i => backend.GroupNorm(xs[i % copies], gamma, beta, Groups, Eps, silu: true, ys[i % copies]);
+        run.Issue = i => backend.GroupNorm(xs[i % copies], gamma, beta, Shape.Groups, Shape.Eps, Shape.Silu, ys[i % copies]);
         run.Output = ys[0];
         return run;
     }
 }
 
-internal sealed class AttentionCase(string name, int channels, int heads, int size) : BenchCase("attention", name)
+internal sealed class AttentionCase(AttentionShape shape) : ShapeCase<AttentionShape>("attention", shape)
 {
-    public override IReadOnlyDictionary<string, object> Parameters => new Dictionary<string, object>
-    {
-        ["c"] = channels, ["heads"] = heads, ["h"] = size, ["w"] = size,
-    };
-
-    public override bool ComputeBound => true;
-
-    /// <summary>q·kᵀ and softmax·v: 2·T²·d each per head.</summary>
-    public override double Flops(int batch)
-    {
-        double tokens = size * size;
-        return batch * 4.0 * tokens * tokens * channels;
-    }
-
-    public override double Bytes(int batch) => 4.0 * batch * 4 * channels * size * size;
-
     public override BenchRun Prepare(IBackend backend, int batch, int copies)
     {
+        var (channels, heads, size) = (Shape.Channels, Shape.Heads, Shape.Size);
         float[] qkv = Uniform(Rng(), (long)batch * 3 * channels * size * size);
         var run = new BenchRun();
         var qs = Copies(backend, run, qkv, copies, batch, 3 * channels, size, size);
@@ -484,20 +477,11 @@ internal sealed class AttentionCase(string name, int channels, int heads, int si
     }
 }
 
-internal sealed class LinearCase(string name, int inFeatures, int outFeatures, bool siluInput) : BenchCase("linear", name)
+internal sealed class LinearCase(LinearShape shape) : ShapeCase<LinearShape>("linear", shape)
 {
-    public override IReadOnlyDictionary<string, object> Parameters => new Dictionary<string, object>
-    {
-        ["in"] = inFeatures, ["out"] = outFeatures, ["siluInput"] = siluInput,
-    };
-
-    public override double Flops(int batch) => 2.0 * batch * inFeatures * outFeatures;
-
-    /// <summary>At U-Net batch sizes the weight matrix dominates: these layers are bandwidth-bound.</summary>
-    public override double Bytes(int batch) => 4.0 * ((double)inFeatures * outFeatures + (double)batch * (inFeatures + outFeatures));
-
     public override BenchRun Prepare(IBackend backend, int batch, int copies)
     {
+        var (inFeatures, outFeatures, siluInput) = (Shape.InFeatures, Shape.OutFeatures, Shape.SiluInput);
         var rng = Rng();
         float[] w = Uniform(rng, (long)inFeatures * outFeatures, 1f / MathF.Sqrt(inFeatures));
         float[] bias = Uniform(rng, outFeatures, 0.1f);
@@ -513,24 +497,13 @@ internal sealed class LinearCase(string name, int inFeatures, int outFeatures, b
     }
 }
 
-internal sealed class SamplerCase(string name, int channels, int size) : BenchCase("sampler", name)
+internal sealed class SamplerCase(SamplerStepShape shape) : ShapeCase<SamplerStepShape>("sampler", shape)
 {
     private static readonly SamplerStepCoefficients Coefficients = new(1.02f, -0.2f, 1f, 0.1f, 0.98f, 0.7f, 0.3f, 0.05f, -0.1f, 0.02f);
 
-    public override IReadOnlyDictionary<string, object> Parameters => new Dictionary<string, object>
-    {
-        ["c"] = channels, ["h"] = size, ["w"] = size,
-    };
-
-    public override double Flops(int batch) => 0;
-
-    /// <summary>Reads sample, model output, noise and previous x0; writes x0 and the next sample.</summary>
-    public override double Bytes(int batch) => 6.0 * 4 * batch * channels * size * size;
-
-    public override double Tolerance(bool half) => 1e-6;
-
     public override BenchRun Prepare(IBackend backend, int batch, int copies)
     {
+        var (channels, size) = (Shape.Channels, Shape.Size);
         var rng = Rng();
         int[] shape = [batch, channels, size, size];
         long count = (long)batch * channels * size * size;
@@ -605,10 +578,10 @@ internal sealed class UNetCase(bool graph) : BenchCase(graph ? "unet_graph" : "u
         var y = run.Own(backend.Allocate(net.OutputShape(x.Shape)));
         float[] timestep = [500f];
         run.Output = y;
-        if (graph && backend is CudaBackend cuda)
+        if (graph && backend is GpuBackend gpu)
         {
-            var captured = run.Own(cuda.CaptureGraph(() => net.Forward(x, timestep, y)));
-            run.Issue = _ => captured.Launch();
+            var captured = run.Own(gpu.CaptureGraph(() => net.Forward(x, timestep, y)));
+            run.Issue = _ => captured.Replay(timestep, default);
         }
         else
         {
@@ -678,33 +651,18 @@ internal static class BenchCases
 
     public static IReadOnlyList<BenchCase> All { get; } =
     [
-        new ConvCase("conv_in 3→128 @32×32", Conv2dSpec.Same3x3(3, 128), 32),
-        new ConvCase("3×3 128→128 @32×32", Conv2dSpec.Same3x3(128, 128), 32),
-        new ConvCase("3×3 128→256 @16×16", Conv2dSpec.Same3x3(128, 256), 16),
-        new ConvCase("3×3 256→256 @16×16", Conv2dSpec.Same3x3(256, 256), 16),
-        new ConvCase("3×3 256→256 @8×8", Conv2dSpec.Same3x3(256, 256), 8),
-        new ConvCase("3×3 256→256 @4×4", Conv2dSpec.Same3x3(256, 256), 4),
-        new ConvCase("3×3 512→256 @4×4 (up concat)", Conv2dSpec.Same3x3(512, 256), 4),
-        new ConvCase("3×3 384→128 @32×32 (up concat)", Conv2dSpec.Same3x3(384, 128), 32),
-        new ConvCase("down 3×3/2 128→128 32→16", new Conv2dSpec(128, 128, 3, 2, 0, 1), 32),
-        new ConvCase("down 3×3/2 256→256 16→8", new Conv2dSpec(256, 256, 3, 2, 0, 1), 16),
-        new ConvCase("down 3×3/2 256→256 8→4", new Conv2dSpec(256, 256, 3, 2, 0, 1), 8),
-        new ConvCase("shortcut 1×1 128→256 @16×16", Conv2dSpec.Pointwise(128, 256), 16),
-        new ConvCase("shortcut 1×1 384→128 @32×32", Conv2dSpec.Pointwise(384, 128), 32),
-        new ConvCase("shortcut 1×1 512→256 @8×8", Conv2dSpec.Pointwise(512, 256), 8),
-        new ConvCase("qkv 1×1 256→768 @16×16", Conv2dSpec.Pointwise(256, 768), 16),
-        new ConvCase("conv_out 3×3 128→3 @32×32", Conv2dSpec.Same3x3(128, 3), 32),
-        new AttentionCase("16×16 attention, 256 ch, 1 head", 256, 1, 16),
-        new GroupNormCase("GN+SiLU 128 ch @32×32", 128, 32),
-        new GroupNormCase("GN+SiLU 384 ch @32×32", 384, 32),
-        new GroupNormCase("GN+SiLU 256 ch @16×16", 256, 16),
-        new GroupNormCase("GN+SiLU 512 ch @8×8", 512, 8),
-        new GroupNormCase("GN+SiLU 256 ch @4×4", 256, 4),
-        new LinearCase("time linear_1 128→512", 128, 512, false),
-        new LinearCase("time linear_2 SiLU 512→512", 512, 512, true),
-        new LinearCase("time_emb_proj SiLU 512→256", 512, 256, true),
-        new SamplerCase("sampler step 3×32×32", 3, 32),
+        .. OpCases.Cifar10UNet.Select(Of),
         new UNetCase(graph: false),
         new UNetCase(graph: true),
     ];
+
+    private static BenchCase Of(OpShape shape) => shape switch
+    {
+        Conv2dShape conv => new ConvCase(conv),
+        AttentionShape attention => new AttentionCase(attention),
+        GroupNormShape norm => new GroupNormCase(norm),
+        LinearShape linear => new LinearCase(linear),
+        SamplerStepShape step => new SamplerCase(step),
+        _ => throw new ArgumentException($"no bench case for {shape}", nameof(shape)),
+    };
 }

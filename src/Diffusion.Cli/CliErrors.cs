@@ -3,7 +3,7 @@ using Diffusion.Kernels.IO;
 using Diffusion.Kernels.Imaging;
 using Diffusion.Kernels.Backends;
 using Diffusion.Kernels.Backends.Cpu;
-using Diffusion.Kernels.Backends.Cuda;
+using Diffusion.Kernels.Backends.Gpu;
 using Diffusion.Kernels.Models;
 using Diffusion.Kernels.Sampling;
 
@@ -57,8 +57,8 @@ internal static class CliErrors
         SafetensorsFormatException or PngFormatException => ExitCodes.BadInput,
         NonFiniteSampleException => ExitCodes.NonFinite,
         InsufficientMemoryForBatchException or InsufficientMemoryException or OutOfMemoryException => ExitCodes.OutOfMemory,
-        CudaException { IsOutOfMemory: true } => ExitCodes.OutOfMemory,
-        CudaException or DeviceUnavailableException or KernelCompileException => ExitCodes.DeviceUnavailable,
+        GpuDeviceException { IsOutOfMemory: true } => ExitCodes.OutOfMemory,
+        GpuDeviceException or GraphCaptureException or DeviceUnavailableException => ExitCodes.DeviceUnavailable,
         DiffusionException => ExitCodes.BadInput,
         IOException or UnauthorizedAccessException => ExitCodes.BadInput,
         _ => ExitCodes.Internal,

@@ -15,8 +15,9 @@ namespace Diffusion.Cli;
 internal static class CliOptions
 {
     public static Option<DeviceKind?> Device() => Choice("--device",
-        "where to run; auto takes CUDA when a GPU is usable, else the CPU (default: auto)",
-        ("cpu", DeviceKind.Cpu), ("cuda", DeviceKind.Cuda), ("auto", DeviceKind.Auto));
+        "where to run; emulated runs the GPU kernels on ILGPU's CPU accelerator (exact but very slow, for checking " +
+        "and teaching); auto takes CUDA when a GPU is usable, else the CPU (default: auto)",
+        ("cpu", DeviceKind.Cpu), ("cuda", DeviceKind.Cuda), ("emulated", DeviceKind.Emulated), ("auto", DeviceKind.Auto));
 
     public static Option<bool> Force() => Flag("--force", "overwrite output files that already exist");
 

@@ -5,13 +5,14 @@ namespace Diffusion.Cli;
 /// <summary>The <c>diffuse</c> command tree, built in one place so tests can walk every option of every command.</summary>
 internal static class Commands
 {
-    public static RootCommand Root() => new("diffuse: a DDPM U-Net image generator with hand-written CPU and CUDA kernels.\n\n" +
+    public static RootCommand Root() => new("diffuse: a DDPM U-Net image generator with hand-written CPU and GPU kernels.\n\n" +
         "Start with 'diffuse generate' (16 clothes from the embedded model); 'diffuse generate --help' shows examples.")
     {
         GenerateCommand.Create(),
         UnetCommand.Create(),
         InfoCommand.Create(),
         BenchCommand.Create(),
+        KernelsCommand.Create(),
     };
 
     /// <summary>

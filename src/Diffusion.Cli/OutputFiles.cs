@@ -165,4 +165,10 @@ internal static class OutputFiles
         if (at < 0) at = message.IndexOf(" '", StringComparison.Ordinal);
         return (at > 0 ? message[..at] : message).TrimEnd('.', ' ');
     }
+
+    /// <summary>As <see cref="EnsureWritable"/>, for a file in a folder the command creates itself.</summary>
+    public static void EnsureWritableIn(string path, bool force)
+    {
+        if (File.Exists(path) && !force) throw new OutputExistsException(path);
+    }
 }

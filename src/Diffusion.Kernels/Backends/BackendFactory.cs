@@ -1,17 +1,22 @@
 using Diffusion.Kernels.Backends.Cpu;
-using Diffusion.Kernels.Backends.Cuda;
+using Diffusion.Kernels.Backends.Gpu;
 
 namespace Diffusion.Kernels.Backends;
 
-/// <summary>Which backend a caller asks for; Auto takes CUDA when a device is usable, else the CPU.</summary>
+/// <summary>
+/// Which backend a caller asks for; Auto takes CUDA when a device is usable, else the CPU. Emulated runs the GPU
+/// kernels on ILGPU's CPU accelerator: the same code as on the GPU, exact, and thousands of times slower; it is
+/// never chosen by Auto.
+/// </summary>
 public enum DeviceKind
 {
     Auto,
     Cpu,
     Cuda,
+    Emulated,
 }
 
-/// <summary>CUDA was asked for explicitly and cannot be used; the message says why (no driver, no GPU, no NVRTC).</summary>
+/// <summary>CUDA was asked for explicitly and cannot be used; the message says why (no driver, no GPU).</summary>
 public sealed class DeviceUnavailableException(string message) : DiffusionException(message);
 
 /// <summary>
@@ -35,14 +40,18 @@ public static class BackendFactory
             case DeviceKind.Cpu:
                 return Cpu(auto: false, whyNotCuda: null, out choice);
             case DeviceKind.Cuda:
-                if (!CudaBackend.TryCreate(out var cuda, out string reason))
+                if (!GpuBackend.TryCreateCuda(out var cuda, out string reason))
                     throw new DeviceUnavailableException($"CUDA was requested but cannot be used: {reason}");
-                choice = Cuda(cuda!, auto: false);
+                choice = Gpu(cuda!, auto: false);
                 return cuda!;
+            case DeviceKind.Emulated:
+                var emulated = GpuBackend.CreateEmulated();
+                choice = Gpu(emulated, auto: false);
+                return emulated;
             case DeviceKind.Auto:
-                if (CudaBackend.TryCreate(out var gpu, out string why))
+                if (GpuBackend.TryCreateCuda(out var gpu, out string why))
                 {
-                    choice = Cuda(gpu!, auto: true);
+                    choice = Gpu(gpu!, auto: true);
                     return gpu!;
                 }
                 return Cpu(auto: true, whyNotCuda: why, out choice);
@@ -51,8 +60,8 @@ public static class BackendFactory
         }
     }
 
-    private static BackendChoice Cuda(CudaBackend cuda, bool auto) =>
-        new(cuda.Name, auto, null, $"{cuda.Name}, {cuda.Properties}", cuda.DeviceDescription);
+    private static BackendChoice Gpu(GpuBackend gpu, bool auto) =>
+        new(gpu.Name, auto, null, $"{gpu.Name}, {gpu.DeviceSummary}", gpu.DeviceDescription);
 
     private static CpuBackend Cpu(bool auto, string? whyNotCuda, out BackendChoice choice)
     {

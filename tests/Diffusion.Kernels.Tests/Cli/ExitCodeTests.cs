@@ -1,6 +1,6 @@
 using Diffusion.Cli;
 using Diffusion.Kernels.Backends;
-using Diffusion.Kernels.Backends.Cuda;
+using Diffusion.Kernels.Backends.Gpu;
 using Diffusion.Kernels.IO;
 using Diffusion.Kernels.Models;
 using Diffusion.Kernels.Tests.IO;
@@ -37,10 +37,10 @@ public sealed class ExitCodeTests : IDisposable
         { new OutputExistsException("out.png"), 5 },
         { new OutputUnwritableException("out.png", "cannot be written: No space left on device"), 9 },
         { new InsufficientMemoryForBatchException(64, 512, 512, 1L << 40, 1L << 30, "cpu"), 6 },
-        { new CudaException("cuMemAlloc_v2", 2, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory", null), 6 },
+        { new GpuDeviceException("the GPU could not allocate 4.0 GB: out of memory", isOutOfMemory: true), 6 },
         { new NonFiniteSampleException("NaN at step 3"), 7 },
-        { new CudaException("cuLaunchKernel", 700, "CUDA_ERROR_ILLEGAL_ADDRESS", "illegal address", null), 8 },
-        { new KernelCompileException("conv2d.cu", "compile failed", "error: x"), 8 },
+        { new GpuDeviceException("the GPU failed while launching Conv2d.Version1: illegal address"), 8 },
+        { new GraphCaptureException("needed new device memory while capturing"), 8 },
         { new DeviceUnavailableException("no CUDA device"), 8 },
         { new InvalidOperationException("a bug"), 1 },
     };

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Diffusion.Kernels.Backends.Cuda;
+using Diffusion.Kernels.Backends.Gpu;
 using Diffusion.Kernels.Imaging;
 using Diffusion.Kernels.IO;
 using Diffusion.Kernels.Sampling;
@@ -70,7 +70,7 @@ public sealed class GenerateEndToEndTests : IDisposable
     [Fact]
     public void Device_auto_names_the_device_it_chose()
     {
-        bool gpu = CudaBackend.TryCreate(out var cuda, out _);
+        bool gpu = GpuBackend.TryCreateCuda(out var cuda, out _);
         cuda?.Dispose();
 
         var run = DiffuseProcess.Run("generate", "--model", DefaultModel, "--steps", "1", "--batch", "1", "--seed", "1",

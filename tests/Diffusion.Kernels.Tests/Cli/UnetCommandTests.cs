@@ -20,6 +20,22 @@ public class UnetCommandTests
         UNet2DParityTests.MaxAbsDifference(file.ReadTensor("sample"), model.Golden.Output).Should().BeLessThanOrEqualTo(1e-4f);
     }
 
+    /// <summary>The GPU kernels, run by the command on the emulated device, held to the same PyTorch numbers.</summary>
+    [Fact]
+    public void Diffuse_unet_on_the_emulated_device_reproduces_the_pytorch_output()
+    {
+        using var model = new TinyUnetFolder();
+        string output = model.PathOf("output.safetensors");
+
+        var run = DiffuseProcess.Finish(model.Start(string.Join(',', model.Golden.Timesteps.Select(t => t.ToString("R", System.Globalization.CultureInfo.InvariantCulture))),
+            output, device: "emulated"));
+
+        run.ExitCode.Should().Be(0, run.StandardError);
+        run.StandardError.Should().Contain("device: emulated (requested): emulated GPU");
+        using var file = SafetensorsFile.Open(output);
+        UNet2DParityTests.MaxAbsDifference(file.ReadTensor("sample"), model.Golden.Output).Should().BeLessThanOrEqualTo(1e-4f);
+    }
+
     [Fact]
     public void A_timestep_count_that_fits_neither_rule_is_a_usage_error()
     {
@@ -51,7 +67,7 @@ public class UnetCommandTests
     {
         using var model = new TinyUnetFolder();
         string output = model.PathOf("never.safetensors");
-        var process = model.Start("10", output, "--repeat", "100000");
+        var process = model.Start("10", output, ["--repeat", "100000"]);
         // The device line comes before loading; interrupt once the forwards are under way, as a terminal would.
         var stderr = new System.Text.StringBuilder();
         while (process.StandardError.ReadLine() is { } line)
@@ -90,8 +106,8 @@ public class UnetCommandTests
         /// <summary><c>diffuse unet</c> on the CPU with the golden input.</summary>
         public DiffuseProcess.Result Run(string timesteps, string output) => DiffuseProcess.Finish(Start(timesteps, output));
 
-        public System.Diagnostics.Process Start(string timesteps, string output, params string[] more) =>
-            DiffuseProcess.Start(["unet", "--model", _folder.Path, "--input", _input, "--timestep", timesteps, "--out", output, "--device", "cpu", .. more]);
+        public System.Diagnostics.Process Start(string timesteps, string output, string[]? more = null, string device = "cpu") =>
+            DiffuseProcess.Start(["unet", "--model", _folder.Path, "--input", _input, "--timestep", timesteps, "--out", output, "--device", device, .. more ?? []]);
 
         public void Dispose() => _folder.Dispose();
     }

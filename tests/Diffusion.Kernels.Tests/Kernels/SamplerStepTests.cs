@@ -8,7 +8,7 @@ namespace Diffusion.Kernels.Tests.Kernels;
 public class SamplerStepTests
 {
     /// <summary>A handful of float32 multiply-adds per element.</summary>
-    private const double Tolerance = 1e-6;
+    private const double Tolerance = OpTolerance.Elementwise;
 
     private static readonly int[] Shape = [2, 3, 5, 7];
 

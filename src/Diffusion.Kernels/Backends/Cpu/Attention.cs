@@ -27,14 +27,9 @@ public sealed partial class CpuBackend
 
     public unsafe void Attention(DeviceTensor qkv, DeviceTensor y, int heads)
     {
-        const string Op = "Attention";
         var qt = Mine(qkv, nameof(qkv));
         var yt = Mine(y, nameof(y));
-        Require(qkv.Rank == 4 && qkv.C % 3 == 0, Op, $"qkv {Describe(qkv)} is not (N, 3C, H, W)");
-        int channels = qkv.C / 3;
-        Require(heads > 0 && channels % heads == 0, Op, $"{channels} channels do not split into {heads} heads");
-        Require(y.Rank == 4 && y.N == qkv.N && y.C == channels && y.H == qkv.H && y.W == qkv.W, Op,
-            $"y {Describe(y)} is not ({qkv.N}, {channels}, {qkv.H}, {qkv.W})");
+        int channels = OpContract.Attention(qkv, y, heads);
 
         switch (Tier)
         {

@@ -37,13 +37,7 @@ public sealed partial class CpuBackend
     public Conv2dWeights PrepareConv2d(Conv2dSpec spec, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (spec.InChannels <= 0 || spec.OutChannels <= 0 || spec.Kernel <= 0 || spec.Stride <= 0 || spec.PadBegin < 0 || spec.PadEnd < 0)
-            throw new BackendArgumentException($"PrepareConv2d: unusable convolution {spec}");
-        long expected = (long)spec.OutChannels * spec.InChannels * spec.Kernel * spec.Kernel;
-        if (weight.Length != expected)
-            throw new BackendArgumentException($"PrepareConv2d: {spec} needs {expected} weights (out, in, k, k), got {weight.Length}");
-        if (bias.Length != spec.OutChannels)
-            throw new BackendArgumentException($"PrepareConv2d: {spec} needs {spec.OutChannels} bias values, got {bias.Length}");
+        OpContract.PrepareConv2d(spec, weight.Length, bias.Length);
         return new CpuConv2dWeights(spec, weight, bias, Tier, TierMR, TierNR);
     }
 
@@ -54,28 +48,12 @@ public sealed partial class CpuBackend
         var xt = Mine(x, nameof(x));
         var yt = Mine(y, nameof(y));
         if (weights is not CpuConv2dWeights w)
-            throw new BackendArgumentException("Conv2d: weights were not prepared by a CPU backend");
+            throw new BackendArgumentException($"{Op}: weights were not prepared by a CPU backend");
         Require(w.Tier == Tier, Op, $"the weights were packed for the {CpuTiers.Name(w.Tier)} tier, this backend runs {CpuTiers.Name(Tier)}");
         var spec = w.Spec;
-        Require(x.Rank == 4 && x.C == spec.InChannels, Op, $"x {Describe(x)} is not (N, {spec.InChannels}, H, W)");
-        int ho = spec.OutputSize(x.H), wo = spec.OutputSize(x.W);
-        Require(ho > 0 && wo > 0, Op, $"x {Describe(x)} is smaller than the {spec.Kernel}×{spec.Kernel} kernel");
-        Require(y.Rank == 4 && y.N == x.N && y.C == spec.OutChannels && y.H == ho && y.W == wo, Op,
-            $"y {Describe(y)} is not ({x.N}, {spec.OutChannels}, {ho}, {wo})");
-        Require(!ReferenceEquals(x, y), Op, "y may not alias x");
-        CpuTensor? channelBias = null, residual = null;
-        if (epilogue.ChannelBias is { } cbTensor)
-        {
-            channelBias = Mine(cbTensor, "epilogue.ChannelBias");
-            Require(cbTensor.Shape[0] == x.N && cbTensor.Length == (long)x.N * spec.OutChannels, Op,
-                $"channel bias {Describe(cbTensor)} is not ({x.N}, {spec.OutChannels})");
-        }
-        if (epilogue.Residual is { } resTensor)
-        {
-            residual = Mine(resTensor, "epilogue.Residual");
-            Require(resTensor.SameShape(y), Op, $"residual {Describe(resTensor)} does not match y {Describe(y)}");
-            Require(!ReferenceEquals(resTensor, y), Op, "the residual may not alias y");
-        }
+        OpContract.Conv2d(x, spec, y, epilogue);
+        CpuTensor? channelBias = epilogue.ChannelBias is { } cbTensor ? Mine(cbTensor, "epilogue.ChannelBias") : null;
+        CpuTensor? residual = epilogue.Residual is { } resTensor ? Mine(resTensor, "epilogue.Residual") : null;
 
         var geometry = new ConvGeometry(spec, x.N, x.H, x.W);
         float* cb = channelBias == null ? null : channelBias.Pointer, res = residual == null ? null : residual.Pointer;

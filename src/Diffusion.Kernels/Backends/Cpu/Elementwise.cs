@@ -14,7 +14,7 @@ public sealed partial class CpuBackend
     {
         var xt = Mine(x, nameof(x));
         var yt = Mine(y, nameof(y));
-        Require(y.SameShape(x), "SiLU", $"y {Describe(y)} does not match x {Describe(x)}");
+        OpContract.SiLU(x, y);
         switch (Tier)
         {
             case CpuTier.Avx512: SiLU<Simd512, Vector512<float>>(xt, yt); break;
@@ -40,7 +40,7 @@ public sealed partial class CpuBackend
         var at = Mine(a, nameof(a));
         var bt = Mine(b, nameof(b));
         var yt = Mine(y, nameof(y));
-        Require(b.SameShape(a) && y.SameShape(a), "Add", $"shapes differ: a {Describe(a)}, b {Describe(b)}, y {Describe(y)}");
+        OpContract.Add(a, b, y);
         switch (Tier)
         {
             case CpuTier.Avx512: Add<Simd512, Vector512<float>>(at, bt, yt, scale); break;
@@ -66,9 +66,7 @@ public sealed partial class CpuBackend
     {
         var xt = Mine(x, nameof(x));
         var yt = Mine(y, nameof(y));
-        Require(x.Rank == 4, "Upsample2x", $"x {Describe(x)} is not (N, C, H, W)");
-        Require(y.Rank == 4 && y.N == x.N && y.C == x.C && y.H == 2 * x.H && y.W == 2 * x.W, "Upsample2x",
-            $"y {Describe(y)} is not ({x.N}, {x.C}, {2 * x.H}, {2 * x.W})");
+        OpContract.Upsample2x(x, y);
         switch (Tier)
         {
             case CpuTier.Avx512: Upsample2x<Simd512, Vector512<float>>(xt, yt); break;
@@ -126,10 +124,7 @@ public sealed partial class CpuBackend
         var at = Mine(a, nameof(a));
         var bt = Mine(b, nameof(b));
         var yt = Mine(y, nameof(y));
-        Require(a.Rank == 4 && b.Rank == 4 && a.N == b.N && a.H == b.H && a.W == b.W, "Concat",
-            $"a {Describe(a)} and b {Describe(b)} differ in more than channels");
-        Require(y.Rank == 4 && y.N == a.N && y.C == a.C + b.C && y.H == a.H && y.W == a.W, "Concat",
-            $"y {Describe(y)} is not ({a.N}, {a.C + b.C}, {a.H}, {a.W})");
+        OpContract.Concat(a, b, y);
         long aImage = a.Length / a.N, bImage = b.Length / b.N;
         var (pa, pb, py) = ((nint)at.Pointer, (nint)bt.Pointer, (nint)yt.Pointer);
         For(2 * a.N, part =>
@@ -150,11 +145,8 @@ public sealed partial class CpuBackend
     public unsafe void TimestepEmbedding(ReadOnlySpan<float> timesteps, bool flipSinToCos, float freqShift, DeviceTensor y)
     {
         var yt = Mine(y, nameof(y));
-        Require(y.Rank == 2 && y.Shape[0] == timesteps.Length, "TimestepEmbedding",
-            $"y {Describe(y)} is not ({timesteps.Length}, dim) for {timesteps.Length} timesteps");
-        int dim = y.Shape[1];
+        int dim = OpContract.TimestepEmbedding(timesteps.Length, freqShift, y);
         int half = dim / 2;
-        Require(half > 0 && half - freqShift != 0f, "TimestepEmbedding", $"dim {dim} with shift {freqShift} has no frequencies");
         float logPeriod = (float)-Math.Log(10000.0);
         float denominator = half - freqShift;
         Span<float> row = yt.Span;

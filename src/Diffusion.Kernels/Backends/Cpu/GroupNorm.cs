@@ -15,16 +15,11 @@ public sealed partial class CpuBackend
 {
     public unsafe void GroupNorm(DeviceTensor x, DeviceTensor gamma, DeviceTensor beta, int groups, float eps, bool silu, DeviceTensor y)
     {
-        const string Op = "GroupNorm";
         var xt = Mine(x, nameof(x));
         var yt = Mine(y, nameof(y));
         var gt = Mine(gamma, nameof(gamma));
         var bt = Mine(beta, nameof(beta));
-        Require(x.Rank >= 2, Op, $"x {Describe(x)} has no channel axis");
-        Require(y.SameShape(x), Op, $"y {Describe(y)} does not match x {Describe(x)}");
-        Require(groups > 0 && x.C % groups == 0, Op, $"{x.C} channels do not split into {groups} groups");
-        Require(gamma.Length == x.C && beta.Length == x.C, Op, $"gamma and beta need {x.C} values each");
-        Require(eps >= 0f, Op, "eps is negative");
+        OpContract.GroupNorm(x, gamma, beta, groups, eps, y);
 
         switch (Tier)
         {

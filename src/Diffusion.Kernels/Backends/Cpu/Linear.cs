@@ -16,12 +16,7 @@ public sealed partial class CpuBackend
     public LinearWeights PrepareLinear(int inFeatures, int outFeatures, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (inFeatures <= 0 || outFeatures <= 0)
-            throw new BackendArgumentException($"PrepareLinear: unusable size {inFeatures} -> {outFeatures}");
-        if (weight.Length != (long)inFeatures * outFeatures)
-            throw new BackendArgumentException($"PrepareLinear: {inFeatures} -> {outFeatures} needs {(long)inFeatures * outFeatures} weights, got {weight.Length}");
-        if (bias.Length != outFeatures)
-            throw new BackendArgumentException($"PrepareLinear: {inFeatures} -> {outFeatures} needs {outFeatures} bias values, got {bias.Length}");
+        OpContract.PrepareLinear(inFeatures, outFeatures, weight.Length, bias.Length);
         return new CpuLinearWeights(inFeatures, outFeatures, weight, bias);
     }
 
@@ -32,11 +27,8 @@ public sealed partial class CpuBackend
         var xt = Mine(x, nameof(x));
         var yt = Mine(y, nameof(y));
         if (weights is not CpuLinearWeights w)
-            throw new BackendArgumentException("Linear: weights were not prepared by a CPU backend");
-        Require(x.Rank == 2 && x.Shape[1] == w.InFeatures, Op, $"x {Describe(x)} is not (rows, {w.InFeatures})");
-        Require(y.Rank == 2 && y.Shape[0] == x.Shape[0] && y.Shape[1] == w.OutFeatures, Op,
-            $"y {Describe(y)} is not ({x.Shape[0]}, {w.OutFeatures})");
-        Require(!ReferenceEquals(x, y), Op, "y may not alias x");
+            throw new BackendArgumentException($"{Op}: weights were not prepared by a CPU backend");
+        OpContract.Linear(x, w, y);
 
         int rows = x.Shape[0], inF = w.InFeatures, outF = w.OutFeatures;
         float* input = xt.Pointer;

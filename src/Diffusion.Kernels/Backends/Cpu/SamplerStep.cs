@@ -13,22 +13,14 @@ public sealed partial class CpuBackend
     public unsafe void SamplerStep(DeviceTensor sample, DeviceTensor modelOutput, DeviceTensor? noise, DeviceTensor? prevX0,
         DeviceTensor? x0Out, in SamplerStepCoefficients coefficients, DeviceTensor next)
     {
-        const string Op = "SamplerStep";
         var xt = Mine(sample, nameof(sample));
         var mt = Mine(modelOutput, nameof(modelOutput));
         var nt = Mine(next, nameof(next));
-        Require(modelOutput.SameShape(sample) && next.SameShape(sample), Op,
-            $"sample {Describe(sample)}, model output {Describe(modelOutput)} and next {Describe(next)} differ");
+        OpContract.SamplerStep(sample, modelOutput, noise, prevX0, x0Out, coefficients, next);
         var c = coefficients;
-        CpuTensor? zt = OptionalInput(noise, c.NextFromNoise, nameof(noise), sample);
-        CpuTensor? pt = OptionalInput(prevX0, c.NextFromPrevX0, nameof(prevX0), sample);
-        CpuTensor? ot = null;
-        if (x0Out != null)
-        {
-            ot = Mine(x0Out, nameof(x0Out));
-            Require(x0Out.SameShape(sample), Op, $"x0Out {Describe(x0Out)} does not match sample {Describe(sample)}");
-            Require(!ReferenceEquals(x0Out, next), Op, "x0Out may not alias next");
-        }
+        CpuTensor? zt = noise == null ? null : Mine(noise, nameof(noise));
+        CpuTensor? pt = prevX0 == null ? null : Mine(prevX0, nameof(prevX0));
+        CpuTensor? ot = x0Out == null ? null : Mine(x0Out, nameof(x0Out));
 
         switch (Tier)
         {
@@ -76,17 +68,5 @@ public sealed partial class CpuBackend
                 dst[i] = v;
             }
         });
-    }
-
-    private CpuTensor? OptionalInput(DeviceTensor? tensor, float coefficient, string name, DeviceTensor sample)
-    {
-        if (tensor == null)
-        {
-            Require(coefficient == 0f, "SamplerStep", $"{name} is missing but its coefficient is {coefficient}");
-            return null;
-        }
-        var t = Mine(tensor, name);
-        Require(tensor.SameShape(sample), "SamplerStep", $"{name} {Describe(tensor)} does not match sample {Describe(sample)}");
-        return t;
     }
 }
