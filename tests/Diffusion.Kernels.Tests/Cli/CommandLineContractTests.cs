@@ -34,7 +34,7 @@ public sealed partial class CommandLineContractTests : IDisposable
         { ["generate", "--eta", "NaN"], ["--eta", "'NaN'"] },
         { ["generate", "--scale", "0"], ["--scale", "'0'", "1..16"] },
         { ["generate", "--scheduler", "DpmSolverPlusPlus2M"], ["--scheduler", "ddpm, ddim, dpm++2m, euler-a"] },
-        { ["generate", "--device", "tpu"], ["--device", "'tpu'", "cpu, cuda, auto"] },
+        { ["generate", "--device", "tpu"], ["--device", "'tpu'", "cpu, cuda, emulated, auto"] },
         { ["generate", "--out", "x.jpg"], ["--out", "'x.jpg'", ".png"] },
         { ["generate", "--out", ""], ["--out", "the path is empty"] },
         { ["generate", "--save-tensor", " "], ["--save-tensor", "the path is empty"] },
@@ -126,7 +126,7 @@ public sealed partial class CommandLineContractTests : IDisposable
             foreach (string name in names)
                 GenerateCommand.Create().Parse([option, name]).Errors.Should().BeEmpty($"help offers {option} {name}");
         }
-        help.StandardOutput.Should().Contain("<ddpm|ddim|dpm++2m|euler-a>").And.Contain("<cpu|cuda|auto>")
+        help.StandardOutput.Should().Contain("<ddpm|ddim|dpm++2m|euler-a>").And.Contain("<cpu|cuda|emulated|auto>")
             .And.NotContain("Ddim").And.NotContain("DpmSolverPlusPlus2M").And.NotContain("EulerAncestral").And.NotContain("[default: ");
 
         // bench --ops lists every op it takes, and takes every op it lists.
