@@ -15,6 +15,7 @@ Writes:
   torch_randn.safetensors                             torch.randn values of torch's CPU generator (several seeds, lengths)
   torch_pipeline_<case>.safetensors                   whole pipelines drawn with torch's generator, as diffusers draws
   torch_pipeline_cases.json                           index: case -> scheduler, steps, eta, seed, batch, model
+  diffusers_ddim_test_unet.safetensors + _config.json the dummy UNet of diffusers' DDIMPipeline fast test, weights stored
   README.md                                           what every file holds (generated; key/shape tables)
 """
 import json
@@ -420,10 +421,25 @@ def main():
         index[case[0]] = entry
     write_json("torch_pipeline_cases.json", index)
 
+    # e) diffusers' tests/pipelines/ddim/test_ddim.py::test_inference: its dummy UNet exactly as
+    #    torch.manual_seed(0) initialises it (check_against_diffusers_tests.py's DDIM_TEST config), stored so the
+    #    C# pipeline can be held to the slice diffusers publishes for DDIMPipeline(generator=manual_seed(0)).
+    torch.manual_seed(0)
+    ddim_test_config = full_config({"_class_name": "UNet2DModel", "block_out_channels": [4, 8], "layers_per_block": 1,
+                                    "norm_num_groups": 4, "sample_size": 8, "in_channels": 3, "out_channels": 3,
+                                    "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+                                    "up_block_types": ["AttnUpBlock2D", "UpBlock2D"]})
+    ddim_test_unet = UNet2DModel(ddim_test_config).eval()
+    save("diffusers_ddim_test_unet.safetensors", {k: v.detach().numpy() for k, v in ddim_test_unet.state_dict().items()},
+         {"config": json.dumps(ddim_test_config, sort_keys=True)},
+         "The dummy UNet2DModel of diffusers' DDIMPipeline fast test (tests/pipelines/ddim/test_ddim.py), initialised "
+         "by torch right after torch.manual_seed(0); config in diffusers_ddim_test_unet_config.json.")
+    write_json("diffusers_ddim_test_unet_config.json", ddim_test_config)
+
     write_readme()
     total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
     print(f"total goldens size: {total / 1e6:.3f} MB")
-    assert total < 2_000_000
+    assert total < 2_100_000
 
 
 README_HEAD = """# Golden files (generated — do not edit)
