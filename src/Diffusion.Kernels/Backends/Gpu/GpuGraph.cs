@@ -25,6 +25,7 @@ public sealed partial class GpuBackend
         Synchronize();
         if (!_device.IsCuda) return new GpuGraph(this, issue, IntPtr.Zero, []);
 
+        _device.MakeCurrent();
         IntPtr stream = _device.CudaStreamHandle;
         _pool.BeginCapture();
         _recording = true;
@@ -82,6 +83,7 @@ public sealed partial class GpuBackend
             }
             return;
         }
+        _device.MakeCurrent();
         CudaGraphDriver.Check(CudaGraphDriver.cuGraphLaunch(graph.Executable, _device.CudaStreamHandle), "cuGraphLaunch");
     }
 
@@ -89,7 +91,11 @@ public sealed partial class GpuBackend
     {
         if (_disposed) return;
         Synchronize();
-        if (graph.Executable != IntPtr.Zero) CudaGraphDriver.cuGraphExecDestroy(graph.Executable);
+        if (graph.Executable != IntPtr.Zero)
+        {
+            _device.MakeCurrent();
+            CudaGraphDriver.cuGraphExecDestroy(graph.Executable);
+        }
         foreach (var (block, size) in graph.Workspace) _pool.Return(block, size);
     }
 }
@@ -136,7 +142,7 @@ public sealed class GpuGraph : IDisposable
     }
 }
 
-/// <summary>The few CUDA driver calls ILGPU does not wrap: stream capture, graph launch, events (the driver resolves as "cuda").</summary>
+/// <summary>The few CUDA driver calls ILGPU does not wrap: stream capture, graph launch, events, free memory (the driver resolves as "cuda").</summary>
 internal static partial class CudaGraphDriver
 {
     private const string Library = "cuda";
@@ -148,11 +154,19 @@ internal static partial class CudaGraphDriver
     [LibraryImport(Library)] internal static partial int cuGraphLaunch(IntPtr graphExec, IntPtr stream);
     [LibraryImport(Library)] internal static partial int cuGraphExecDestroy(IntPtr graphExec);
     [LibraryImport(Library)] internal static partial int cuGraphDestroy(IntPtr graph);
+    [LibraryImport(Library)] internal static partial int cuMemGetInfo_v2(out nuint free, out nuint total);
     [LibraryImport(Library)] internal static partial int cuEventCreate(out IntPtr evt, uint flags);
     [LibraryImport(Library)] internal static partial int cuEventDestroy_v2(IntPtr evt);
     [LibraryImport(Library)] internal static partial int cuEventRecord(IntPtr evt, IntPtr stream);
     [LibraryImport(Library)] internal static partial int cuEventSynchronize(IntPtr evt);
     [LibraryImport(Library)] internal static partial int cuEventElapsedTime(out float milliseconds, IntPtr start, IntPtr end);
+
+    /// <summary>Free memory of the current context's device (the caller makes it current).</summary>
+    internal static long FreeBytes()
+    {
+        Check(cuMemGetInfo_v2(out nuint free, out _), "cuMemGetInfo_v2");
+        return (long)free;
+    }
 
     /// <summary>Milliseconds between two events recorded on <paramref name="stream"/> around <paramref name="issue"/>.</summary>
     internal static double Time(IntPtr stream, Action issue)
