@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -173,8 +172,9 @@ public sealed partial class GpuBackend : IBackend
         if (destination.IsEmpty) return;
         try
         {
-            src.View.SubView(0, src.Length).CopyToCPU(_device.Stream, ref MemoryMarshal.GetReference(destination), src.Length);
-            _device.Synchronize();
+            // The span overload pins the destination; ILGPU's ref overload expects memory already pinned, and a GC
+            // moving the array mid-copy left it unwritten (seen as an all-zero result under load).
+            src.View.SubView(0, src.Length).CopyToCPU(_device.Stream, destination);
         }
         catch (Exception e) when (IsDeviceFailure(e))
         {
@@ -211,9 +211,8 @@ public sealed partial class GpuBackend : IBackend
     {
         if (data.IsEmpty) return;
         // From pageable memory the copy returns once the driver has staged the data, so the span may be reused.
-        var view = tensor.View.SubView(0, data.Length);
-        ref float first = ref MemoryMarshal.GetReference(data);
-        view.CopyFromCPU(_device.Stream, ref first, data.Length);
+        // The span overload pins the source for the copy (see Download).
+        tensor.View.SubView(0, data.Length).CopyFromCPU(_device.Stream, data);
     }
 
     /// <summary>
