@@ -24,7 +24,6 @@ self-contained publish.
 """
 import argparse
 import datetime
-import glob
 import shutil
 import json
 import os
@@ -195,30 +194,6 @@ def cifar_unet(device, dtype):
 # ----------------------------------------------------------------------------------------------------------------
 # Our side
 
-def find_nvrtc():
-    """
-    diffuse compiles its kernels with NVRTC. A machine with only PyTorch's pip wheels has no CUDA toolkit, but the
-    wheels ship NVRTC (nvidia-cuda-nvrtc); point DIFFUSION_NVRTC at it when diffuse's own search would miss it.
-    """
-    if os.environ.get("DIFFUSION_NVRTC"):
-        return os.environ["DIFFUSION_NVRTC"]
-    if glob.glob("/usr/local/cuda/lib64/libnvrtc.so*") or glob.glob("/usr/lib/x86_64-linux-gnu/libnvrtc.so*"):
-        return None
-    roots = [os.path.dirname(os.path.dirname(torch.__file__))] + sys.path
-    found = []
-    for root in dict.fromkeys(r for r in roots if r and os.path.isdir(r)):
-        found += glob.glob(os.path.join(root, "nvidia", "**", "libnvrtc.so.*"), recursive=True)
-        found += glob.glob(os.path.join(root, "torch", "lib", "libnvrtc*.so*"))
-    found = [f for f in found if "builtins" not in os.path.basename(f)]
-    # Newest CUDA major first: libnvrtc.so.13 before .12.
-    found.sort(key=lambda f: [int(n) for n in re.findall(r"\.so\.(\d+)", f)] or [0], reverse=True)
-    if found:
-        os.environ["DIFFUSION_NVRTC"] = found[0]
-        print(f"DIFFUSION_NVRTC={found[0]} (NVRTC from the Python environment)", flush=True)
-        return found[0]
-    return None
-
-
 def run_ours(diffuse, args):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "bench.json")
@@ -302,8 +277,6 @@ def main():
     device = torch.device(args.device)
     if args.out_dir:
         os.makedirs(args.out_dir, exist_ok=True)
-    if device.type == "cuda":
-        find_nvrtc()
     global COMPILE
     COMPILE = not args.no_compile
     torch.backends.cudnn.benchmark = True

@@ -1,14 +1,14 @@
 namespace Diffusion.Kernels.Backends;
 
 /// <summary>
-/// The ops the U-Net is written against, once. The CPU backend implements them in C#, the CUDA backend in
-/// <c>kernels/*.cu</c>; each op has the same name in both. Tensors are float32, NCHW, and belong to the backend
+/// The ops the U-Net is written against, once. The CPU backend implements them in C#, the GPU backend (an NVIDIA GPU,
+/// or the emulated device) as the ILGPU kernels of <c>kernels/*.cs</c>; each op has the same name in both. Tensors are float32, NCHW, and belong to the backend
 /// that allocated them. Ops run in order on one stream; <see cref="Download"/> waits for them.
 /// Unless an op says otherwise, its output must not alias its inputs.
 /// </summary>
 public interface IBackend : IDisposable
 {
-    /// <summary>"cpu" or "cuda".</summary>
+    /// <summary>"cpu", "cuda" or "emulated".</summary>
     string Name { get; }
 
     /// <summary>A human-readable description of the device (CPU model and threads, GPU name and SMs).</summary>

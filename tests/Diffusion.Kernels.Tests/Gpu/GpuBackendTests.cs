@@ -179,6 +179,31 @@ public sealed class GpuBackendTests
     }
 }
 
+public sealed class GpuGraphTests
+{
+    [Fact]
+    public void A_replay_refuses_timesteps_it_was_not_recorded_for()
+    {
+        using var b = GpuBackend.CreateEmulated(KernelVersions.Default);
+        using var one = b.Allocate(1, 32);
+        using var two = b.Allocate(2, 32);
+        using var graph = b.CaptureGraph(() => b.TimestepEmbedding([10f], false, 1f, one));
+
+        graph.Replay([20f], default);
+        Download(b, one).Should().Equal(Embedding(b, 20f), "the replay embedded the new timestep");
+        FluentActions.Invoking(() => graph.Replay([1f, 2f], default)).Should().Throw<BackendArgumentException>().WithMessage("*recorded for 1 timesteps*");
+        b.TimestepEmbedding([1f, 2f], false, 1f, two);
+        FluentActions.Invoking(() => graph.Replay([1f], default)).Should().Throw<BackendArgumentException>().WithMessage("*capture it again*");
+    }
+
+    private static float[] Embedding(GpuBackend b, float t)
+    {
+        using var y = b.Allocate(1, 32);
+        b.TimestepEmbedding([t], false, 1f, y);
+        return Download(b, y);
+    }
+}
+
 public sealed class DevicePeakTests
 {
     [Fact]

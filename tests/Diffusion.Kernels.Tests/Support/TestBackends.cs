@@ -148,7 +148,6 @@ public static class TestBackends
         public string Name => inner.Name;
         public string DeviceDescription => inner.DeviceDescription;
         public long AvailableMemoryBytes => inner.AvailableMemoryBytes;
-        public GpuBackend Inner => inner;
         public DeviceTensor Allocate(params int[] shape) => inner.Allocate(shape);
         public DeviceTensor Upload(ReadOnlySpan<float> data, params int[] shape) => inner.Upload(data, shape);
         public void Download(DeviceTensor source, Span<float> destination) => inner.Download(source, destination);

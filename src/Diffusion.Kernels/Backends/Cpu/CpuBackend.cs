@@ -5,7 +5,7 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// <summary>
 /// The reference backend: every op in plain C# with Vector512 SIMD, spread over all cores. The ops live one per
 /// file (Conv2d.cs, GroupNorm.cs, Attention.cs, Linear.cs, Elementwise.cs, SamplerStep.cs), named like their
-/// CUDA twins in kernels/*.cu; Conv2dWinograd.cs is Conv2d's fast path for 3×3 convs. Ops run synchronously on
+/// GPU twins in kernels/*.cs; Conv2dWinograd.cs is Conv2d's fast path for 3×3 convs. Ops run synchronously on
 /// the calling thread (which joins the worker threads), so one backend instance must be driven from one thread
 /// at a time. Every loop a forward runs is marked AggressiveOptimization: tier-0 code for the first forwards
 /// would otherwise be what a short benchmark measures.

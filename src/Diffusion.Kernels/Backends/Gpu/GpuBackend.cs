@@ -55,8 +55,12 @@ public sealed partial class GpuBackend : IBackend
     /// <summary>Times the device was asked for memory; the pool makes repeated forwards add none.</summary>
     public int DriverAllocations => _pool.DriverAllocations;
 
+    /// <summary>
+    /// On a GPU: free device memory as the driver reports it (other processes' use included) plus what the pool caches,
+    /// which it hands back before failing an allocation. On the emulated device: what the managed heap may grow into.
+    /// </summary>
     public long AvailableMemoryBytes => _device.IsCuda
-        ? Math.Max(0, _device.Accelerator.MemorySize - _pool.BytesInUse)
+        ? CudaFreeBytes() + _pool.BytesCached
         : Math.Max(0, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - GC.GetGCMemoryInfo().HeapSizeBytes);
 
     /// <summary>ILGPU's CPU accelerator shaped like an NVIDIA GPU; <paramref name="versions"/> defaults to the environment's choice.</summary>
@@ -102,6 +106,7 @@ public sealed partial class GpuBackend : IBackend
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(shape);
+        if (_device.IsCuda) _device.MakeCurrent();
         long count = HostTensor.Count(shape);
         // Kernels index with int (Index1D), so one tensor holds fewer than 2^31 values.
         if (count > int.MaxValue)
@@ -138,7 +143,14 @@ public sealed partial class GpuBackend : IBackend
             Synchronize();
             return System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         }
+        _device.MakeCurrent();
         return CudaGraphDriver.Time(_device.CudaStreamHandle, issue);
+    }
+
+    private long CudaFreeBytes()
+    {
+        _device.MakeCurrent();
+        return CudaGraphDriver.FreeBytes();
     }
 
     public DeviceTensor Upload(ReadOnlySpan<float> data, params int[] shape)
@@ -204,9 +216,14 @@ public sealed partial class GpuBackend : IBackend
         view.CopyFromCPU(_device.Stream, ref first, data.Length);
     }
 
+    /// <summary>
+    /// Ownership check at the start of every op, which also makes the CUDA context current: the backend may be
+    /// driven from a thread other than the one that created it (one thread at a time).
+    /// </summary>
     private GpuTensor Mine(DeviceTensor? tensor, string name)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_device.IsCuda) _device.MakeCurrent();
         ArgumentNullException.ThrowIfNull(tensor, name);
         if (tensor is not GpuTensor gpu || !ReferenceEquals(tensor.Owner, this))
             throw new BackendArgumentException($"{name} ({tensor}) was not allocated by this {Name} backend");

@@ -105,6 +105,9 @@ internal sealed class GpuDevice : IDisposable
 
     public void Synchronize() => Stream.Synchronize();
 
+    /// <summary>Makes this device's CUDA context current on the calling thread, before a driver call of our own.</summary>
+    public void MakeCurrent() => Accelerator.Bind();
+
     public void Dispose()
     {
         Stream.Dispose();

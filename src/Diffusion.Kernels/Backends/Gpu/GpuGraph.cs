@@ -23,14 +23,14 @@ public sealed partial class GpuBackend
         ObjectDisposedException.ThrowIf(_disposed, this);
         issue();
         Synchronize();
-        if (!_device.IsCuda) return new GpuGraph(this, issue, IntPtr.Zero, []);
+        if (!_device.IsCuda) return new GpuGraph(this, issue, IntPtr.Zero, [], _timestepSlot);
 
+        _device.MakeCurrent();
         IntPtr stream = _device.CudaStreamHandle;
         _pool.BeginCapture();
         _recording = true;
         IntPtr graph = IntPtr.Zero;
         bool captured = false;
-        List<(ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense> Block, long Size)> workspace = [];
         try
         {
             CudaGraphDriver.Check(CudaGraphDriver.cuStreamBeginCapture_v2(stream, CudaGraphDriver.CaptureModeRelaxed), "cuStreamBeginCapture_v2");
@@ -48,8 +48,7 @@ public sealed partial class GpuBackend
             CudaGraphDriver.Check(CudaGraphDriver.cuGraphInstantiateWithFlags(out IntPtr executable, graph, 0), "cuGraphInstantiateWithFlags");
             captured = true;
             _recording = false;
-            workspace = _pool.EndCapture();
-            return new GpuGraph(this, issue, executable, workspace);
+            return new GpuGraph(this, issue, executable, _pool.EndCapture(), _timestepSlot);
         }
         finally
         {
@@ -65,9 +64,13 @@ public sealed partial class GpuBackend
     internal void ReplayGraph(GpuGraph graph, ReadOnlySpan<float> timesteps, in SamplerStepCoefficients coefficients)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_timestepSlot == null || _timestepSlot.Length != timesteps.Length)
-            throw new BackendArgumentException($"the graph was recorded for {_timestepSlot?.Length ?? 0} timesteps, not {timesteps.Length}");
-        CopyIn(_timestepSlot, timesteps);
+        // The recording reads the timestep tensor that existed when it was made; a call with another batch size since
+        // then replaced it, and the recording would read freed memory.
+        if (graph.TimestepSlot == null || !ReferenceEquals(graph.TimestepSlot, _timestepSlot))
+            throw new BackendArgumentException("the graph's timestep tensor was replaced by a timestep embedding of another batch size since it was recorded; capture it again");
+        if (timesteps.Length != graph.TimestepSlot.Length)
+            throw new BackendArgumentException($"the graph was recorded for {graph.TimestepSlot.Length} timesteps, not {timesteps.Length}");
+        CopyIn(graph.TimestepSlot, timesteps);
         CopyIn(CoefficientSlot(), Pack(coefficients));
         if (graph.Executable == IntPtr.Zero)
         {
@@ -82,6 +85,7 @@ public sealed partial class GpuBackend
             }
             return;
         }
+        _device.MakeCurrent();
         CudaGraphDriver.Check(CudaGraphDriver.cuGraphLaunch(graph.Executable, _device.CudaStreamHandle), "cuGraphLaunch");
     }
 
@@ -89,7 +93,11 @@ public sealed partial class GpuBackend
     {
         if (_disposed) return;
         Synchronize();
-        if (graph.Executable != IntPtr.Zero) CudaGraphDriver.cuGraphExecDestroy(graph.Executable);
+        if (graph.Executable != IntPtr.Zero)
+        {
+            _device.MakeCurrent();
+            CudaGraphDriver.cuGraphExecDestroy(graph.Executable);
+        }
         foreach (var (block, size) in graph.Workspace) _pool.Return(block, size);
     }
 }
@@ -104,12 +112,13 @@ public sealed class GpuGraph : IDisposable
     private bool _disposed;
 
     internal GpuGraph(GpuBackend backend, Action issue, IntPtr executable,
-        List<(ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense> Block, long Size)> workspace)
+        List<(ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense> Block, long Size)> workspace, GpuTensor? timestepSlot)
     {
         _backend = backend;
         Issue = issue;
         Executable = executable;
         Workspace = workspace;
+        TimestepSlot = timestepSlot;
     }
 
     /// <summary>True when this is a CUDA graph; false on the emulated device, where a replay re-issues the ops.</summary>
@@ -118,6 +127,9 @@ public sealed class GpuGraph : IDisposable
     internal Action Issue { get; }
 
     internal IntPtr Executable { get; }
+
+    /// <summary>The device tensor the recorded timestep embedding reads; null when the recording embeds no timestep.</summary>
+    internal GpuTensor? TimestepSlot { get; }
 
     internal List<(ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense> Block, long Size)> Workspace { get; }
 
@@ -136,7 +148,7 @@ public sealed class GpuGraph : IDisposable
     }
 }
 
-/// <summary>The few CUDA driver calls ILGPU does not wrap: stream capture, graph launch, events (the driver resolves as "cuda").</summary>
+/// <summary>The few CUDA driver calls ILGPU does not wrap: stream capture, graph launch, events, free memory (the driver resolves as "cuda").</summary>
 internal static partial class CudaGraphDriver
 {
     private const string Library = "cuda";
@@ -148,11 +160,19 @@ internal static partial class CudaGraphDriver
     [LibraryImport(Library)] internal static partial int cuGraphLaunch(IntPtr graphExec, IntPtr stream);
     [LibraryImport(Library)] internal static partial int cuGraphExecDestroy(IntPtr graphExec);
     [LibraryImport(Library)] internal static partial int cuGraphDestroy(IntPtr graph);
+    [LibraryImport(Library)] internal static partial int cuMemGetInfo_v2(out nuint free, out nuint total);
     [LibraryImport(Library)] internal static partial int cuEventCreate(out IntPtr evt, uint flags);
     [LibraryImport(Library)] internal static partial int cuEventDestroy_v2(IntPtr evt);
     [LibraryImport(Library)] internal static partial int cuEventRecord(IntPtr evt, IntPtr stream);
     [LibraryImport(Library)] internal static partial int cuEventSynchronize(IntPtr evt);
     [LibraryImport(Library)] internal static partial int cuEventElapsedTime(out float milliseconds, IntPtr start, IntPtr end);
+
+    /// <summary>Free memory of the current context's device (the caller makes it current).</summary>
+    internal static long FreeBytes()
+    {
+        Check(cuMemGetInfo_v2(out nuint free, out _), "cuMemGetInfo_v2");
+        return (long)free;
+    }
 
     /// <summary>Milliseconds between two events recorded on <paramref name="stream"/> around <paramref name="issue"/>.</summary>
     internal static double Time(IntPtr stream, Action issue)
