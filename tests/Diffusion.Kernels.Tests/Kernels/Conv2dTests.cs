@@ -55,6 +55,8 @@ public class Conv2dTests
         [1, 8, 7, 3, 3, 3, 1, 1, 1],      // 9 pixels, 7 channels: a partial 6-row pixel block and a partial channel panel
         [1, 256, 16, 16, 16, 3, 1, 1, 1],  // full depth (2304 products per output) within the emulated device's budget
         [1, 8, 56, 8, 8, 3, 1, 1, 1],     // 56 channels × 64 pixels: every accumulator of GPU version 2's 64 × 64 tile is stored
+        [2, 20, 40, 5, 7, 1, 1, 0, 0],    // 1×1 and 5×5 with more than 32 output channels: GPU version 2's wide tile for
+        [1, 6, 40, 6, 5, 5, 1, 2, 2],     // a fixed and a run-time kernel size
     ], row => ConvOutputs(row), "conv2d");
 
     /// <summary>Output values of a Shapes row, for the emulated device's budget.</summary>
