@@ -2,7 +2,7 @@
 """Our CUDA kernels against PyTorch/cuDNN on the same GPU, in one run.
 
 For every row `diffuse bench --device cuda --versions --json` reports (each op of the DDPM CIFAR-10 U-Net on its
-real shapes, each kernel version, batch 1 and 64), the same op is timed in PyTorch with the same inputs layout,
+real shapes, each kernel version, batch 1, 8, 64 and 256), the same op is timed in PyTorch with the same inputs layout,
 the same number of rotated input copies (so neither side is timed out of L2 cache), CUDA events, warm-up and the
 median of many runs:
 
@@ -264,7 +264,7 @@ def main():
                         help="the published diffuse binary (a command line, e.g. 'dotnet path/diffuse.dll', also works)")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu only to smoke-test this script")
     parser.add_argument("--ops", default="conv,attention,group_norm,linear,sampler,unet,unet_graph")
-    parser.add_argument("--batch", default="1,64")
+    parser.add_argument("--batch", default="1,8,64,256")
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--unet-repeat", type=int, default=30)
