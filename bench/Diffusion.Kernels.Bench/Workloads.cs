@@ -151,6 +151,13 @@ public static class DdpmCifar
             ("3x3 conv 256->256 at 4x4 (DDPM CIFAR level 3 and mid)", Conv2dSpec.Same3x3(256, 256), 4),
             ("3x3 conv 512->256 at 8x8 (DDPM CIFAR up level 2 skip concat)", Conv2dSpec.Same3x3(512, 256), 8),
             ("3x3 conv 384->128 at 32x32 (DDPM CIFAR up level 0 skip concat)", Conv2dSpec.Same3x3(384, 128), 32),
+            ("3x3 conv 256->128 at 32x32 (DDPM CIFAR up level 0)", Conv2dSpec.Same3x3(256, 128), 32),
+            ("3x3 conv 256->256 at 32x32 (DDPM CIFAR up level 1 upsample)", Conv2dSpec.Same3x3(256, 256), 32),
+            ("3x3 stride-2 conv 256->256 at 16x16 (DDPM CIFAR downsample 1)", new Conv2dSpec(256, 256, 3, 2, 0, 1), 16),
+            ("3x3 conv 384->256 at 16x16 (DDPM CIFAR up level 1 skip concat)", Conv2dSpec.Same3x3(384, 256), 16),
+            ("3x3 conv 512->256 at 16x16 (DDPM CIFAR up level 1 skip concat)", Conv2dSpec.Same3x3(512, 256), 16),
+            ("3x3 stride-2 conv 256->256 at 8x8 (DDPM CIFAR downsample 2)", new Conv2dSpec(256, 256, 3, 2, 0, 1), 8),
+            ("3x3 conv 512->256 at 4x4 (DDPM CIFAR up level 3 skip concat)", Conv2dSpec.Same3x3(512, 256), 4),
             ("3x3 conv 128->3 at 32x32 (DDPM CIFAR conv_out)", Conv2dSpec.Same3x3(128, 3), 32),
         }
         select new ConvWorkload(conv.Name, conv.Spec, batch, conv.Size);
