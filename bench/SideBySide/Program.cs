@@ -7,7 +7,8 @@
 //
 // Commands, one per line; every answer is one JSON line on stdout:
 //   check B PATH        runs each runtime once at batch B, writes ours to PATH (raw float32) and answers each
-//                       peer's max abs difference from ours
+//                       peer's max abs difference from ours; libtorch's run has oneDNN's and MKL's verbose modes
+//                       on, so the kernel lines they print to stdout just before the answer name the ISA it ran
 //   time RUNTIME B N    N forwards of RUNTIME (ours|onnxruntime|libtorch) at batch B; answers their milliseconds
 //   quit
 using System.Diagnostics;
@@ -50,6 +51,9 @@ Reply(new
     onnxruntime = Microsoft.ML.OnnxRuntime.OrtEnv.Instance().GetVersionString(),
     libtorch = TorchSharp.torch.__version__,
     libtorch_threads = TorchSharp.torch.get_num_threads(),
+    // What the script's --peer-isa set, as this process sees it, and the ATen dispatch level libtorch chose from it.
+    peer_environment = PeerIsa.Environment(),
+    libtorch_aten_capability = PeerIsa.AtenCapability(),
 });
 
 string? line;
@@ -62,10 +66,12 @@ while ((line = Console.In.ReadLine()) is not null)
         int batch = int.Parse(words[1]);
         float[] reference = forwards[("ours", batch)].RunOnce();
         Raw.Write(words[2], reference);
+        float[] libtorch = [];
+        PeerIsa.Verbosely(() => libtorch = forwards[("libtorch", batch)].RunOnce());
         Reply(new
         {
             onnxruntime = MaxAbsDiff(forwards[("onnxruntime", batch)].RunOnce(), reference),
-            libtorch = MaxAbsDiff(forwards[("libtorch", batch)].RunOnce(), reference),
+            libtorch = MaxAbsDiff(libtorch, reference),
         });
     }
     else if (words.Length == 4 && words[0] == "time")
