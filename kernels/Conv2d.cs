@@ -167,12 +167,7 @@ public static class Conv2d
         int aK = tid % bk, aRow = tid / bk, aStep = threads / bk;
         int bCol = tid % bn, bRow = tid / bn, bStep = threads / bn;
         int pixel = p0 + bCol;
-        bool pixelOk = pixel < columns;
-        int pn = pixelOk ? pixel / pixels : 0;
-        int prem = pixelOk ? pixel - pn * pixels : 0;
-        int iy0 = prem / p.OutWidth * p.Stride - p.Pad;
-        int ix0 = prem % p.OutWidth * p.Stride - p.Pad;
-        long image = (long)pn * p.InChannels * p.Height * p.Width;
+        var column = new PatchColumn(p, pixel, columns);
 
         // Computing role: thread (ty, tx) owns channels ty + (bm/4)·i and pixels tx + (bn/4)·j. Strided ownership
         // keeps a warp's shared reads on distinct banks (or one broadcast) and its final stores coalesced.
@@ -191,19 +186,7 @@ public static class Conv2d
             }
             for (int row = bRow; row < bk; row += bStep)
             {
-                int kr = k0 + row;
-                float value = 0f;
-                if (kr < depth && pixelOk)
-                {
-                    int ci = kr / taps;
-                    int tap = kr - ci * taps;
-                    int ky = tap / ks;
-                    int iy = iy0 + ky;
-                    int ix = ix0 + tap - ky * ks;
-                    if (iy >= 0 && iy < p.Height && ix >= 0 && ix < p.Width)
-                        value = x[image + ((long)ci * p.Height + iy) * p.Width + ix];
-                }
-                b[row * bn + bCol] = value;
+                b[row * bn + bCol] = column.Read(p, x, ks, taps, depth, k0 + row);
             }
             Group.Barrier();
             for (int kk = 0; kk < bk; kk++)
@@ -292,8 +275,7 @@ public static class Conv2d
         int taps = ks * ks;
         int depth = p.InChannels * taps;
         int rowPairs = Version3PaddedDepth(depth) / 2;
-        int pixels = p.OutHeight * p.OutWidth;
-        int columns = p.Batch * pixels;
+        int columns = p.Batch * p.OutHeight * p.OutWidth;
         int co0 = Grid.IdxY * Version3Channels;
         int p0 = Grid.IdxX * Version3Pixels;
         int tid = Group.IdxX;
@@ -304,12 +286,7 @@ public static class Conv2d
         // Staging the input: one pixel column per thread (decoded once), k pairs firstPair, firstPair + 2, ...
         int bCol = tid % Version3Pixels, firstPair = tid / Version3Pixels;
         int pixel = p0 + bCol;
-        bool pixelOk = pixel < columns;
-        int pn = pixelOk ? pixel / pixels : 0;
-        int prem = pixelOk ? pixel - pn * pixels : 0;
-        int iy0 = prem / p.OutWidth * p.Stride - p.Pad;
-        int ix0 = prem % p.OutWidth * p.Stride - p.Pad;
-        long image = (long)pn * p.InChannels * p.Height * p.Width;
+        var column = new PatchColumn(p, pixel, columns);
 
         int warp = tid / Warp.WarpSize, lane = tid % Warp.WarpSize;
         int g = lane / 4, t = lane % 4;
@@ -329,7 +306,7 @@ public static class Conv2d
             {
                 int k = k0 + 2 * pair;
                 b[bCol * Version3RowWords + pair] = TensorCores.PackHalf2(
-                    Im2col(p, x, image, iy0, ix0, ks, taps, depth, k, pixelOk), Im2col(p, x, image, iy0, ix0, ks, taps, depth, k + 1, pixelOk));
+                    column.Read(p, x, ks, taps, depth, k), column.Read(p, x, ks, taps, depth, k + 1));
             }
             Group.Barrier();
             for (int kk = 0; kk < Version3Depth; kk += 16)
@@ -364,17 +341,6 @@ public static class Conv2d
         StoreFragment(p, m0 + 16, n0 + 24, c13, bias, channelBias, residual, y);
     }
 
-    /// <summary>Element k of this pixel's im2col column: x at (ci, iy0 + ky, ix0 + kx), zero outside the image and past depth.</summary>
-    private static float Im2col(in Conv2dParams p, ArrayView<float> x, long image, int iy0, int ix0, int ks, int taps, int depth, int k, bool pixelOk)
-    {
-        if (k >= depth || !pixelOk) return 0f;
-        int ci = k / taps;
-        int tap = k - ci * taps;
-        int ky = tap / ks;
-        int iy = iy0 + ky;
-        int ix = ix0 + tap - ky * ks;
-        return iy >= 0 && iy < p.Height && ix >= 0 && ix < p.Width ? x[image + ((long)ci * p.Height + iy) * p.Width + ix] : 0f;
-    }
 
     /// <summary>The four outputs of one accumulator: channels co (C0, C1) and co + 8 (C2, C3), pixel columns col and col + 1.</summary>
     private static void StoreFragment(in Conv2dParams p, int co, int col, Accumulator c, ArrayView<float> bias, ArrayView<float> channelBias,
@@ -394,5 +360,39 @@ public static class Conv2d
         if (p.HasChannelBias != 0) value += channelBias[(long)n * p.OutChannels + co];
         if (p.HasResidual != 0) value += residual[index];
         return value * p.Scale;
+    }
+}
+
+/// <summary>
+/// One output pixel's im2col column, as the tiled versions stage it: the pixel (n, oy, ox) is decoded once, and
+/// element k = (ci, ky, kx) is then x at (n, ci, iy0 + ky, ix0 + kx), zero outside the image, past the depth or
+/// for a pixel past the last column.
+/// </summary>
+internal readonly struct PatchColumn
+{
+    private readonly long _image;
+    private readonly int _iy0, _ix0;
+    private readonly bool _inside;
+
+    public PatchColumn(in Conv2dParams p, int pixel, int columns)
+    {
+        int pixels = p.OutHeight * p.OutWidth;
+        _inside = pixel < columns;
+        int n = _inside ? pixel / pixels : 0;
+        int rem = _inside ? pixel - n * pixels : 0;
+        _iy0 = rem / p.OutWidth * p.Stride - p.Pad;
+        _ix0 = rem % p.OutWidth * p.Stride - p.Pad;
+        _image = (long)n * p.InChannels * p.Height * p.Width;
+    }
+
+    public float Read(in Conv2dParams p, ArrayView<float> x, int ks, int taps, int depth, int k)
+    {
+        if (k >= depth || !_inside) return 0f;
+        int ci = k / taps;
+        int tap = k - ci * taps;
+        int ky = tap / ks;
+        int iy = _iy0 + ky;
+        int ix = _ix0 + tap - ky * ks;
+        return iy >= 0 && iy < p.Height && ix >= 0 && ix < p.Width ? x[_image + ((long)ci * p.Height + iy) * p.Width + ix] : 0f;
     }
 }
