@@ -76,14 +76,7 @@ public sealed class FaultInjectionTests : IDisposable
     {
         string model = Model("big");
         string scheduler = Path.Combine(model, ModelFolder.SchedulerConfigFileName);
-        using (var file = File.Create(scheduler))
-        {
-            file.Write("{\"pad\": \""u8);
-            var pad = new byte[ConfigFiles.MaxConfigBytes];
-            Array.Fill(pad, (byte)' ');
-            file.Write(pad);
-            file.Write("\"}"u8);
-        }
+        HostileInput.WriteOversizedConfig(scheduler);
 
         var run = DiffuseProcess.Run(command == "info" ? ["info", model] : Generate(model));
 

@@ -16,8 +16,6 @@ public sealed class GenerateEndToEndTests : IDisposable
 {
     private readonly string _folder = Directory.CreateTempSubdirectory("diffuse-generate-").FullName;
 
-    private static string DefaultModel => Path.Combine(RepositoryPaths.Root, "weights", "default");
-
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 
     [Theory]
@@ -29,7 +27,7 @@ public sealed class GenerateEndToEndTests : IDisposable
     {
         string png = Path.Combine(_folder, "out.png"), tensor = Path.Combine(_folder, "out.safetensors");
 
-        var run = DiffuseProcess.Run("generate", "--model", DefaultModel, "--scheduler", scheduler, "--steps", steps,
+        var run = DiffuseProcess.Run("generate", "--model", RepositoryPaths.DefaultModel, "--scheduler", scheduler, "--steps", steps,
             "--batch", "3", "--seed", "11", "--device", "cpu", "--scale", "2", "--out", png, "--save-tensor", tensor);
 
         run.ExitCode.Should().Be(0, run.StandardError);
@@ -73,7 +71,7 @@ public sealed class GenerateEndToEndTests : IDisposable
         bool gpu = GpuBackend.TryCreateCuda(out var cuda, out _);
         cuda?.Dispose();
 
-        var run = DiffuseProcess.Run("generate", "--model", DefaultModel, "--steps", "1", "--batch", "1", "--seed", "1",
+        var run = DiffuseProcess.Run("generate", "--model", RepositoryPaths.DefaultModel, "--steps", "1", "--batch", "1", "--seed", "1",
             "--device", "auto", "--scale", "1", "--out", Path.Combine(_folder, "auto.png"));
 
         run.ExitCode.Should().Be(0, run.StandardError);
@@ -85,7 +83,7 @@ public sealed class GenerateEndToEndTests : IDisposable
     private float[] Generate(string name, params string[] options)
     {
         string tensor = Path.Combine(_folder, name + ".safetensors");
-        var run = DiffuseProcess.Run(["generate", "--model", DefaultModel, "--scheduler", "ddim", "--steps", "4", "--batch", "2",
+        var run = DiffuseProcess.Run(["generate", "--model", RepositoryPaths.DefaultModel, "--scheduler", "ddim", "--steps", "4", "--batch", "2",
             "--device", "cpu", "--scale", "1", "--out", Path.Combine(_folder, name + ".png"), "--save-tensor", tensor, .. options]);
         run.ExitCode.Should().Be(0, run.StandardError);
         using var file = SafetensorsFile.Open(tensor);
@@ -110,7 +108,7 @@ public sealed class GenerateEndToEndTests : IDisposable
     public void Ctrl_c_exits_with_130_and_leaves_no_file()
     {
         string png = Path.Combine(_folder, "never.png");
-        var process = DiffuseProcess.Start("generate", "--model", DefaultModel, "--scheduler", "ddpm", "--steps", "1000",
+        var process = DiffuseProcess.Start("generate", "--model", RepositoryPaths.DefaultModel, "--scheduler", "ddpm", "--steps", "1000",
             "--batch", "4", "--device", "cpu", "--out", png, "--save-tensor", Path.Combine(_folder, "never.safetensors"));
         // Wait until sampling has started (the first progress line), then interrupt as a terminal would.
         var stderr = new System.Text.StringBuilder();

@@ -14,8 +14,6 @@ public sealed class ImageMetadataEndToEndTests : IDisposable
 {
     private readonly string _folder = Directory.CreateTempSubdirectory("diffuse-metadata-").FullName;
 
-    private static string DefaultModel => Path.Combine(RepositoryPaths.Root, "weights", "default");
-
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 
     [Fact]
@@ -25,7 +23,7 @@ public sealed class ImageMetadataEndToEndTests : IDisposable
         var metadata = ImageMetadata.FromTextChunks(PngText.Read(Png("first")), "first.png")!;
         metadata.Should().BeEquivalentTo(new
         {
-            Model = DefaultModel, Scheduler = "ddim", Steps = 3, Eta = 0.5, Seed = 11UL, Rng = "splitmix", NoiseFile = (string?)null,
+            Model = RepositoryPaths.DefaultModel, Scheduler = "ddim", Steps = 3, Eta = 0.5, Seed = 11UL, Rng = "splitmix", NoiseFile = (string?)null,
             Width = 32, Height = 32, BatchSize = 2, BatchIndex = (int?)null, Grid = ((int, int)?)(2, 1), Scale = 1,
         });
 
@@ -45,7 +43,7 @@ public sealed class ImageMetadataEndToEndTests : IDisposable
         ImageMetadata.FromTextChunks(PngText.Read(Png("torch")), "torch.png")!.Rng.Should().Be("torch");
         var splitmix = Generate("splitmix", "--steps", "2", "--batch", "1", "--seed", "5", "--rng", "splitmix");
         splitmix.Should().NotEqual(torch);
-        var bad = DiffuseProcess.Run("generate", "--model", DefaultModel, "--rng", "numpy", "--out", Png("bad"));
+        var bad = DiffuseProcess.Run("generate", "--model", RepositoryPaths.DefaultModel, "--rng", "numpy", "--out", Png("bad"));
         bad.ExitCode.Should().Be(2);
         bad.StandardError.Should().Contain("--rng: 'numpy' is not one of torch, splitmix");
     }
@@ -77,7 +75,7 @@ public sealed class ImageMetadataEndToEndTests : IDisposable
     private string Png(string name) => Path.Combine(_folder, name + ".png");
 
     private float[] Generate(string name, params string[] options) =>
-        Run(name, ["--model", DefaultModel, "--device", "cpu", "--scale", "1", .. options]);
+        Run(name, ["--model", RepositoryPaths.DefaultModel, "--device", "cpu", "--scale", "1", .. options]);
 
     private float[] Rerun(string name, params string[] options) => Run(name, ["--device", "cpu", .. options]);
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using Diffusion.Kernels.Models;
 
 namespace Diffusion.Kernels.Tests.IO;
 
@@ -46,6 +47,20 @@ internal static class HostileInput
         });
         if (!task.Wait(limit)) return new Outcome("HANG", 0, clock.Elapsed);
         return new Outcome(task.Result, allocated, clock.Elapsed);
+    }
+
+    /// <summary>
+    /// Writes a well-formed JSON object one string of <see cref="ConfigFiles.MaxConfigBytes"/> characters long, so
+    /// the file is over the config limit however the limit is counted.
+    /// </summary>
+    public static void WriteOversizedConfig(string path)
+    {
+        using var file = File.Create(path);
+        file.Write("{\"pad\": \""u8);
+        var pad = new byte[ConfigFiles.MaxConfigBytes];
+        Array.Fill(pad, (byte)'x');
+        file.Write(pad);
+        file.Write("\"}"u8);
     }
 
     public static byte[] FlipBits(byte[] source, Random random, int flips, int limit)

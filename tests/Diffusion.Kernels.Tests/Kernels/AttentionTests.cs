@@ -23,19 +23,8 @@ public class AttentionTests
 
     [Theory]
     [MemberData(nameof(Shapes))]
-    public void Attention_matches_the_float64_reference(string backendName, int n, int channels, int heads, int h, int w)
-    {
-        using var backend = TestBackends.Create(backendName);
-        // Spread wide enough that softmax rows are far from uniform, so a wrong scale or max shows up.
-        float[] qkv = Random(30, n * 3 * channels * h * w, -2f, 2f);
-
-        using var qkvt = backend.Upload(qkv, n, 3 * channels, h, w);
-        using var yt = backend.Allocate(n, channels, h, w);
-        backend.Attention(qkvt, yt, heads);
-
-        ShouldMatch(Download(backend, yt), Reference.Attention(qkv, n, channels, h * w, heads), Tolerance,
-            $"attention {n}×{channels}×{h}×{w}, {heads} heads");
-    }
+    public void Attention_matches_the_float64_reference(string backendName, int n, int channels, int heads, int h, int w) =>
+        CheckAgainstReference(backendName, n, channels, heads, h, w, Tolerance, "attention");
 
     /// <summary>
     /// The half-precision version: q, k, v and the softmax weights P rounded to half (11 significant bits) on the
@@ -55,16 +44,20 @@ public class AttentionTests
 
     [Theory]
     [MemberData(nameof(HalfShapes))]
-    public void Attention_in_half_precision_matches_the_float64_reference(string backendName, int n, int channels, int heads, int h, int w)
+    public void Attention_in_half_precision_matches_the_float64_reference(string backendName, int n, int channels, int heads, int h, int w) =>
+        CheckAgainstReference(backendName, n, channels, heads, h, w, HalfTolerance, "half-precision attention");
+
+    private static void CheckAgainstReference(string backendName, int n, int channels, int heads, int h, int w, double tolerance, string what)
     {
         using var backend = TestBackends.Create(backendName);
+        // Spread wide enough that softmax rows are far from uniform, so a wrong scale or max shows up.
         float[] qkv = Random(30, n * 3 * channels * h * w, -2f, 2f);
 
         using var qkvt = backend.Upload(qkv, n, 3 * channels, h, w);
         using var yt = backend.Allocate(n, channels, h, w);
         backend.Attention(qkvt, yt, heads);
 
-        ShouldMatch(Download(backend, yt), Reference.Attention(qkv, n, channels, h * w, heads), HalfTolerance,
-            $"half-precision attention {n}×{channels}×{h}×{w}, {heads} heads");
+        ShouldMatch(Download(backend, yt), Reference.Attention(qkv, n, channels, h * w, heads), tolerance,
+            $"{what} {n}×{channels}×{h}×{w}, {heads} heads");
     }
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using Diffusion.Kernels.Backends.Cpu;
 using Diffusion.Kernels.Models;
 using Diffusion.Kernels.Sampling;
+using Diffusion.Kernels.Tests.IO;
 using FluentAssertions;
 
 namespace Diffusion.Kernels.Tests.Sampling;
@@ -145,14 +146,7 @@ public class SchedulerConfigTests
         string path = Path.Combine(Path.GetTempPath(), $"huge-scheduler-{Guid.NewGuid():N}.json");
         try
         {
-            using (var file = File.Create(path))
-            {
-                file.Write("{\"pad\": \""u8);
-                var pad = new byte[ConfigFiles.MaxConfigBytes];
-                Array.Fill(pad, (byte)'x');
-                file.Write(pad);
-                file.Write("\"}"u8);
-            }
+            HostileInput.WriteOversizedConfig(path);
             var act = () => SchedulerConfig.Load(path);
             act.Should().Throw<ModelConfigException>().Where(e => e.Problem.StartsWith("holds more than 16,777,216 bytes", StringComparison.Ordinal));
         }

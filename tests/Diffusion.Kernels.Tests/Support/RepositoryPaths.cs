@@ -7,6 +7,9 @@ internal static class RepositoryPaths
 
     public static string Goldens => Path.Combine(Root, "weights", "goldens");
 
+    /// <summary>The committed default model that <c>diffuse generate</c> embeds.</summary>
+    public static string DefaultModel => Path.Combine(Root, "weights", "default");
+
     public static string Kernels => Path.Combine(Root, "kernels");
 
     private static string FindRoot()
