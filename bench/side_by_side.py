@@ -330,15 +330,18 @@ def restriction(args, environment, variables):
     return f"restricted to {args.tier} ({told})" if args.peer_isa == "match" else f"native ({told})"
 
 
-def cpu_flags():
+def cpuinfo(field):
+    """The first value of a /proc/cpuinfo field ("model name", "flags"), or "" where there is none."""
     with open("/proc/cpuinfo") as f:
-        return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+        return next((line.split(":", 1)[1].strip() for line in f if line.startswith(field)), "")
+
+
+def cpu_flags():
+    return set(cpuinfo("flags").split())
 
 
 def cpu_line():
-    model, flags = "?", cpu_flags()
-    with open("/proc/cpuinfo") as f:
-        model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    model, flags = cpuinfo("model name") or "?", cpu_flags()
     shown = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni", "asimd") if f in flags]
     return f"{model}, {os.cpu_count()} logical CPUs, flags: {' '.join(shown) or 'none of avx2/fma/avx512*'}"
 
