@@ -13,13 +13,13 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// one column axis, so a 4×4 layer at batch 8 fills panels as well as a 32×32 layer at batch 1. The epilogue
 /// (bias, time-embedding channel bias, residual, output scale) is applied while the tile is still in cache.
 /// 3×3 same-size convs with at least a panel of 2×2 tiles take the Winograd path instead (Conv2dWinograd.cs),
-/// convs with at most 16 output pixels a transposed product (Conv2dFewPixels.cs), and padded stride-1 convs with
+/// convs with at most 2·MR output pixels a transposed product read in place (Conv2dFewPixels.cs), and padded stride-1 convs with
 /// at most 3 output channels a direct loop with no im2col (Conv2dFewChannels.cs).
 /// </summary>
 public sealed partial class CpuBackend
 {
     /// <summary>K-block depth: one B micro-panel (KC × NR floats, 32 KiB) stays in the 48 KiB L1.</summary>
-    private const int ConvKBlock = 256;
+    internal const int ConvKBlock = 256;
 
     /// <summary>Most NR-column panels one task packs; bounds its B block and C tile to L2-sized pieces.</summary>
     private const int ConvMaxPanelsPerTask = 4;
@@ -77,22 +77,23 @@ public sealed partial class CpuBackend
     {
         var geometry = input.Geometry;
         var w = input.Weights;
-        if (UsesFewPixels<T, TV>(geometry))
-        {
-            Conv2dFewPixels<T, TV>(input);
-            return;
-        }
         float* source = PadInput<T, TV>(input.Source, geometry);
         if (UsesWinograd(geometry))
         {
             Conv2dWinograd<T, TV>(input.WithSource(source, null));
             return;
         }
-        int* offsets = _convOffsets.Ints(geometry.K);
+        bool fewPixels = UsesFewPixels<T, TV>(geometry);
+        int* offsets = _convOffsets.Ints(geometry.K + (fewPixels ? FewPixelsRows(geometry, T.MR) : 0));
         for (int k = 0; k < geometry.K; k++)
             offsets[k] = geometry.PatchOffset(k);
 
         var job = input.WithSource(source, offsets);
+        if (fewPixels)
+        {
+            Conv2dFewPixels<T, TV>(job);
+            return;
+        }
         if (UsesFewChannels(geometry))
         {
             Conv2dFewChannels<T, TV>(job);
@@ -201,8 +202,8 @@ public sealed partial class CpuBackend
             for (int q = 0; q < panels; q++)
             {
                 float* panel = packed + (long)q * kc * NR;
-                float* a = job.Weights.Pointer + ((long)block0 * g.K + k0) * MR;
-                long aBlock = (long)g.K * MR;
+                float* a = job.Weights.KBlock(k0) + (long)block0 * kc * MR;
+                long aBlock = (long)kc * MR;
                 int b = 0;
                 if (col1 - col0 - q * NR <= NR / 2)
                 {
@@ -380,8 +381,9 @@ public sealed partial class CpuBackend
 }
 
 /// <summary>
-/// Weights packed for <see cref="Sgemm"/> of one tier: MR-row blocks, each stored k-major (MR values per k),
-/// zero-padded rows. MR and NR are the tier's, so a backend of another tier cannot use them.
+/// Weights packed for <see cref="Sgemm"/> of one tier: per K block of <see cref="CpuBackend.ConvKBlock"/>, the MR-row
+/// blocks one after another, each stored k-major (MR values per k), zero-padded rows. MR and NR are the tier's, so a
+/// backend of another tier cannot use them.
 /// </summary>
 internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
 {
@@ -400,7 +402,7 @@ internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
         for (int m = 0; m < spec.OutChannels; m++)
         {
             for (int k = 0; k < K; k++)
-                _packed[((m / MR) * K + k) * MR + m % MR] = weight[m * K + k];
+                _packed[PackedIndex(m, k)] = weight[m * K + k];
         }
         Bias = GC.AllocateArray<float>(spec.OutChannels, pinned: true);
         bias.CopyTo(Bias);
@@ -419,6 +421,19 @@ internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
     public float[] Bias { get; }
 
     public float* Pointer => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_packed));
+
+    /// <summary>
+    /// Where K block [k0, k0 + kc) starts (k0 a multiple of <see cref="CpuBackend.ConvKBlock"/>): its MBlocks blocks
+    /// follow each other, block b at + b·kc·MR, so a task sweeping its blocks reads one sequential stream.
+    /// </summary>
+    public float* KBlock(int k0) => Pointer + (long)k0 * MBlocks * MR;
+
+    /// <summary>Where weight (m, k) lies: K block, then MR-row block, then k within the block, then row.</summary>
+    private int PackedIndex(int m, int k)
+    {
+        int k0 = k / CpuBackend.ConvKBlock * CpuBackend.ConvKBlock, kc = Math.Min(CpuBackend.ConvKBlock, K - k0);
+        return k0 * MBlocks * MR + ((m / MR) * kc + k - k0) * MR + m % MR;
+    }
 
     /// <summary>Output channels in panels of <see cref="NR"/>, the last one zero-padded.</summary>
     public int ChannelPanels => (Spec.OutChannels + NR - 1) / NR;
@@ -442,7 +457,7 @@ internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
         for (int m = 0; m < Spec.OutChannels; m++)
         {
             for (int k = 0; k < K; k++)
-                panels[((m / NR) * K + k) * NR + m % NR] = _packed[((m / MR) * K + k) * MR + m % MR];
+                panels[((m / NR) * K + k) * NR + m % NR] = _packed[PackedIndex(m, k)];
         }
         return panels;
     }
@@ -472,7 +487,7 @@ internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
         {
             for (int ci = 0; ci < cin; ci++)
             {
-                for (int k = 0; k < 9; k++) kernel[k] = _packed[((m / MR) * K + ci * 9 + k) * MR + m % MR];
+                for (int k = 0; k < 9; k++) kernel[k] = _packed[PackedIndex(m, ci * 9 + k)];
                 // half = G·g (4×3), then U = half·Gᵀ (4×4).
                 for (int a = 0; a < 4; a++)
                 {

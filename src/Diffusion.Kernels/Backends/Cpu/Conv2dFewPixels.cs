@@ -10,15 +10,14 @@ namespace Diffusion.Kernels.Backends.Cpu;
 ///   Yᵀ[pixel, co] = Σ_k patch[k, pixel] · W[co, k],
 /// so pixels are the MR broadcast rows and output channels the vector columns, read from weights packed as
 /// NR-channel panels (k-major, packed once on first use). Every step is then two vector loads and MR broadcasts
-/// for 2·MR FMAs, as on large images. The threads split the channel panels, so each streams its own share of
-/// the weights (a small conv's real cost). Each also packs all the patch rows itself, a K block at a time, with
-/// a gather per vector of a row straight from the unpadded input (a table of where each pixel's tap lands, zero outside the
-/// image): at this size the per-run copies of the direct path, and padding the input first, cost a quarter as much
-/// as the arithmetic.
+/// for 2·MR FMAs, as on large images. The broadcasts read the padded input where it lies
+/// (<see cref="Sgemm.MicroKernelIndirect"/>: a pixel's window origin plus a tap's offset), so no patch matrix is
+/// built: at this size, building it (gathers, or the direct path's short runs) cost a fifth of the conv. The
+/// threads split the channel panels, so each streams its own share of the weights (a small conv's real cost).
 /// </summary>
 public sealed partial class CpuBackend
 {
-    /// <summary>K-block depth: a weight panel block (KC × NR) and the im2col block (KC × 2·MR at most) share a 32 KiB L1.</summary>
+    /// <summary>K-block depth: a weight panel block (KC × NR, 16 KiB on AVX-512) stays in L1 across the pixel rows.</summary>
     private const int FewPixelsKBlock = 128;
 
     [ThreadStatic] private static Workspace? t_fewPixelsOutput;
@@ -26,29 +25,15 @@ public sealed partial class CpuBackend
     private static bool UsesFewPixels<T, TV>(in ConvGeometry g) where T : struct, ISimd<TV> where TV : struct => g.Columns <= 2 * T.MR;
 
     /// <summary>
-    /// Runs <paramref name="job"/> (whose Source is the unpadded input) after building its gather table: for tap
-    /// r = (ky, kx) and pixel j, gather[r·ld + j] is the offset of x[n, 0, y, x] that the tap reads, or −1 where
-    /// that lies in the padding (and for the pixels past the last, which fill the last MR-row block).
+    /// Runs <paramref name="job"/>, whose Source is the padded input and whose Offsets hold the K taps' offsets,
+    /// after appending one window origin per pixel row (the rows past the last pixel repeat it and are dropped).
     /// </summary>
     private unsafe void Conv2dFewPixels<T, TV>(ConvJob job) where T : struct, ISimd<TV> where TV : struct
     {
         ref readonly var g = ref job.Geometry;
-        int ld = FewPixelsRows(g, T.MR);
-        int taps = g.Kernel * g.Kernel;
-        int* gather = _convOffsets.Ints((long)taps * ld);
-        for (int r = 0; r < taps; r++)
-        {
-            int ky = r / g.Kernel, kx = r - ky * g.Kernel;
-            for (int j = 0; j < ld; j++)
-            {
-                int n = j / (g.Ho * g.Wo), p = j - n * g.Ho * g.Wo;
-                int y = p / g.Wo * g.Stride - g.PadBegin + ky, x = p % g.Wo * g.Stride - g.PadBegin + kx;
-                bool inside = j < g.Columns && y >= 0 && y < g.H && x >= 0 && x < g.W;
-                gather[r * ld + j] = inside ? (n * g.Cin * g.H + y) * g.W + x : -1;
-            }
-        }
-        var fewPixels = new FewPixelsJob(job, gather);
-        ForRanges(job.Weights.ChannelPanels, (panel0, panel1) => FewPixelsTask<T, TV>(fewPixels, panel0, panel1), perThread: 1);
+        int* origins = job.Offsets + g.K;
+        for (int j = 0; j < FewPixelsRows(g, T.MR); j++) origins[j] = g.ColumnOffset(Math.Min(j, g.Columns - 1));
+        ForRanges(job.Weights.ChannelPanels, (panel0, panel1) => FewPixelsTask<T, TV>(job, panel0, panel1), perThread: 1);
     }
 
     /// <summary>Pixel rows of the transposed product: the pixels rounded up to whole MR-row blocks (one or two).</summary>
@@ -56,25 +41,26 @@ public sealed partial class CpuBackend
 
     /// <summary>Output channels of panels [panel0, panel1) for every pixel.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void FewPixelsTask<T, TV>(in FewPixelsJob fp, int panel0, int panel1) where T : struct, ISimd<TV> where TV : struct
+    private static unsafe void FewPixelsTask<T, TV>(in ConvJob job, int panel0, int panel1) where T : struct, ISimd<TV> where TV : struct
     {
         int MR = T.MR, NR = T.NR;
-        ref readonly var job = ref fp.Job;
         ref readonly var g = ref job.Geometry;
         int ld = FewPixelsRows(g, MR);
         int ldc = (panel1 - panel0) * NR;
         float* tile = (t_convTile ??= new()).Floats((long)ld * ldc);
-        float* packed = (t_convPanels ??= new()).Floats((long)FewPixelsKBlock * ld);
         float* weights = job.Weights.ChannelPanelPointer;
+        int* origins = job.Offsets + g.K;
         for (int k0 = 0; k0 < g.K; k0 += FewPixelsKBlock)
         {
             int kc = Math.Min(FewPixelsKBlock, g.K - k0);
-            GatherPatchRows<T, TV>(fp, k0, kc, packed, ld);
             for (int q = panel0; q < panel1; q++)
             {
                 float* b = weights + ((long)q * g.K + k0) * NR;
                 for (int r = 0; r < ld; r += MR)
-                    Sgemm.MicroKernel<T, TV>(kc, packed + r, ld, b, NR, tile + (long)r * ldc + (q - panel0) * NR, ldc, k0 > 0);
+                {
+                    Sgemm.MicroKernelIndirect<T, TV>(kc, job.Source, origins + r, job.Offsets + k0, b, NR,
+                        tile + (long)r * ldc + (q - panel0) * NR, ldc, k0 > 0);
+                }
             }
         }
 
@@ -86,30 +72,5 @@ public sealed partial class CpuBackend
             for (int m = 0; m < m1 - m0; m++) byChannel[(long)m * ld + j] = tile[(long)j * ldc + m];
         }
         ConvEpilogue<T, TV>(job, byChannel, ld, m0, m1, 0, g.Columns);
-    }
-
-    /// <summary>Patch rows [k0, k0 + kc) into <paramref name="packed"/>, row kk at packed + kk·ld.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void GatherPatchRows<T, TV>(in FewPixelsJob fp, int k0, int kc, float* packed, int ld)
-        where T : struct, ISimd<TV> where TV : struct
-    {
-        ref readonly var g = ref fp.Job.Geometry;
-        int taps = g.Kernel * g.Kernel, plane = g.H * g.W;
-        for (int kk = 0; kk < kc; kk++)
-        {
-            int ci = (k0 + kk) / taps, r = k0 + kk - ci * taps;
-            float* src = fp.Job.Source + (long)ci * plane;
-            int* at = fp.Gather + r * ld;
-            float* dst = packed + kk * ld;
-            int j = 0;
-            for (; j <= ld - T.Count; j += T.Count) T.Store(T.GatherOrZero(src, at + j), dst + j);
-            for (; j < ld; j++) dst[j] = at[j] < 0 ? 0f : src[at[j]];
-        }
-    }
-
-    private readonly unsafe struct FewPixelsJob(ConvJob job, int* gather)
-    {
-        public readonly ConvJob Job = job;
-        public readonly int* Gather = gather;
     }
 }

@@ -111,7 +111,7 @@ public sealed partial class CpuBackend : IBackend
     /// <summary>
     /// Runs body(start, end) over [0, items) cut into contiguous ranges, <paramref name="perThread"/> per thread: a
     /// few for loops whose items (an image plane, a group-norm block) are each too small to be scheduled as a task
-    /// of their own, one where each range repeats setup work (the few-pixel conv gathers its patches per range).
+    /// of their own, one where each range streams its own share of the weights (the few-pixel conv: one per thread).
     /// </summary>
     private void ForRanges(int items, Action<int, int> body, int perThread = 4)
     {

@@ -74,7 +74,4 @@ internal unsafe interface ISimd<TV> where TV : struct
 
     /// <summary>Element l is source[indices[l]].</summary>
     static abstract TV Gather(float* source, int* indices);
-
-    /// <summary>Element l is source[indices[l]] where indices[l] ≥ 0, else 0.</summary>
-    static abstract TV GatherOrZero(float* source, int* indices);
 }

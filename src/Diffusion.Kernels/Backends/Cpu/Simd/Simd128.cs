@@ -127,10 +127,4 @@ internal readonly unsafe struct Simd128 : ISimd<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Gather(float* source, int* indices) =>
         Vector128.Create(source[indices[0]], source[indices[1]], source[indices[2]], source[indices[3]]);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> GatherOrZero(float* source, int* indices) =>
-        Vector128.Create(At(source, indices[0]), At(source, indices[1]), At(source, indices[2]), At(source, indices[3]));
-
-    private static float At(float* source, int index) => index < 0 ? 0f : source[index];
 }

@@ -88,12 +88,4 @@ internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Gather(float* source, int* indices) => Avx2.GatherVector256(source, Vector256.Load(indices), 4);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> GatherOrZero(float* source, int* indices)
-    {
-        var index = Vector256.Load(indices);
-        var inside = Avx2.CompareGreaterThan(index, Vector256.Create(-1)).AsSingle();
-        return Avx2.GatherMaskVector256(Vector256<float>.Zero, source, Avx2.Max(index, Vector256<int>.Zero), inside, 4);
-    }
 }

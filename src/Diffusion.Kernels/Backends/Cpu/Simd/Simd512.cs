@@ -77,8 +77,4 @@ internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Gather(float* source, int* indices) =>
         Vector512.Create(Avx2.GatherVector256(source, Vector256.Load(indices), 4), Avx2.GatherVector256(source, Vector256.Load(indices + 8), 4));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> GatherOrZero(float* source, int* indices) =>
-        Vector512.Create(Simd256.GatherOrZero(source, indices), Simd256.GatherOrZero(source, indices + 8));
 }
