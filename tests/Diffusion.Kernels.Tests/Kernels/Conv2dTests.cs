@@ -36,6 +36,7 @@ public class Conv2dTests
         [1, 5, 6, 8, 8, 3, 2, 0, 1],      // stride-2 downsample, diffusers downsample_padding = 0
         [2, 7, 9, 9, 6, 3, 2, 0, 1],      // the same on odd sizes
         [1, 4, 6, 34, 36, 3, 2, 0, 1],    // stride 2 with output rows of 17×18: the vectorised strided copy
+        [2, 6, 10, 24, 26, 3, 2, 0, 1],   // output rows of 13: the strided copy finishes 8 + 4 + 1 on AVX-512 and AVX2
         [2, 3, 5, 33, 32, 3, 2, 1, 1],    // the same with symmetric padding, odd height
         // 3×3 same-size convs on even images with ≥ 16 channels and ≥ 16 2×2 tiles take the Winograd path:
         [1, 64, 48, 16, 16, 3, 1, 1, 1],  // 64 tiles: two full panels

@@ -268,9 +268,20 @@ public sealed partial class CpuBackend
         int i = 0, n = T.Count;
         if (step == 2)
         {
-            // Even lanes of two vectors: one or two permutes instead of a vector's worth of scalar moves.
+            // Even lanes of two vectors: one or two permutes instead of a vector's worth of scalar moves. Output rows
+            // of 4 to 16 (the downsamples' 8×8 and 4×4) are finished at the narrower widths, as in CopyRun.
             for (; i <= length - n; i += n)
                 T.Store(T.Evens(T.Load(src + 2 * i), T.Load(src + 2 * i + n)), dst + i);
+            if (n > 8 && length - i >= 8)
+            {
+                Simd256.Evens(Vector256.Load(src + 2 * i), Vector256.Load(src + 2 * i + 8)).Store(dst + i);
+                i += 8;
+            }
+            if (n > 4 && length - i >= 4)
+            {
+                Simd128.Evens(Vector128.Load(src + 2 * i), Vector128.Load(src + 2 * i + 4)).Store(dst + i);
+                i += 4;
+            }
         }
         for (; i < length; i++) dst[i] = src[(long)i * step];
     }
