@@ -6,14 +6,14 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// was created, so one process can hold backends of several tiers (the tests do). The ops live one per
 /// file (Conv2d.cs, GroupNorm.cs, Attention.cs, Linear.cs, Elementwise.cs, SamplerStep.cs), named like their
 /// GPU twins in kernels/*.cs; Conv2dWinograd.cs is Conv2d's fast path for 3×3 convs. Ops run synchronously on
-/// the calling thread (which joins the worker threads), so one backend instance must be driven from one thread
-/// at a time. Every loop a forward runs is marked AggressiveOptimization: tier-0 code for the first forwards
+/// the calling thread, which joins the backend's own worker threads (WorkerPool.cs; Dispose ends them), so one
+/// backend instance must be driven from one thread at a time. Every loop a forward runs is marked AggressiveOptimization: tier-0 code for the first forwards
 /// would otherwise be what a short benchmark measures.
 /// </summary>
 public sealed partial class CpuBackend : IBackend
 {
     private readonly TensorPool _pool = new();
-    private readonly ParallelOptions _parallel;
+    private readonly WorkerPool _workers;
     private bool _disposed;
 
     private readonly string? _tierForcedBy;
@@ -25,7 +25,7 @@ public sealed partial class CpuBackend : IBackend
     {
         ArgumentOutOfRangeException.ThrowIfNegative(threads);
         Threads = threads == 0 ? Environment.ProcessorCount : threads;
-        _parallel = new ParallelOptions { MaxDegreeOfParallelism = Threads };
+        _workers = new WorkerPool(Threads);
         (Tier, _tierForcedBy) = CpuTiers.Resolve(tier);
     }
 
@@ -78,6 +78,7 @@ public sealed partial class CpuBackend : IBackend
     public void Dispose()
     {
         _disposed = true;
+        _workers.Dispose();
         _pool.Clear();
     }
 
@@ -105,7 +106,7 @@ public sealed partial class CpuBackend : IBackend
             for (int i = 0; i < count; i++) body(i);
             return;
         }
-        Parallel.For(0, count, _parallel, body);
+        _workers.For(count, body);
     }
 
     /// <summary>
