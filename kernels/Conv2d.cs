@@ -341,7 +341,6 @@ public static class Conv2d
         StoreFragment(p, m0 + 16, n0 + 24, c13, bias, channelBias, residual, y);
     }
 
-
     /// <summary>The four outputs of one accumulator: channels co (C0, C1) and co + 8 (C2, C3), pixel columns col and col + 1.</summary>
     private static void StoreFragment(in Conv2dParams p, int co, int col, Accumulator c, ArrayView<float> bias, ArrayView<float> channelBias,
         ArrayView<float> residual, ArrayView<float> y)

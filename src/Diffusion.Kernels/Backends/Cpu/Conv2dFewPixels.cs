@@ -32,7 +32,8 @@ public sealed partial class CpuBackend
     {
         ref readonly var g = ref job.Geometry;
         int* origins = job.Offsets + g.K;
-        for (int j = 0; j < FewPixelsRows(g, T.MR); j++) origins[j] = g.ColumnOffset(Math.Min(j, g.Columns - 1));
+        int rows = FewPixelsRows(g, T.MR);
+        for (int j = 0; j < rows; j++) origins[j] = g.ColumnOffset(Math.Min(j, g.Columns - 1));
         ForRanges(job.Weights.ChannelPanels, (panel0, panel1) => FewPixelsTask<T, TV>(job, panel0, panel1), perThread: 1);
     }
 

@@ -7,8 +7,8 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// file (Conv2d.cs, GroupNorm.cs, Attention.cs, Linear.cs, Elementwise.cs, SamplerStep.cs), named like their
 /// GPU twins in kernels/*.cs; Conv2dWinograd.cs is Conv2d's fast path for 3×3 convs. Ops run synchronously on
 /// the calling thread, which joins the backend's own worker threads (WorkerPool.cs; Dispose ends them), so one
-/// backend instance must be driven from one thread at a time. Every loop a forward runs is marked AggressiveOptimization: tier-0 code for the first forwards
-/// would otherwise be what a short benchmark measures.
+/// backend instance must be driven from one thread at a time. Every loop a forward runs is marked
+/// AggressiveOptimization: tier-0 code for the first forwards would otherwise be what a short benchmark measures.
 /// </summary>
 public sealed partial class CpuBackend : IBackend
 {
