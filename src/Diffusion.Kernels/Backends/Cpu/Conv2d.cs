@@ -212,9 +212,14 @@ public sealed partial class CpuBackend
                 }
                 for (; b < blocks; b++)
                     Sgemm.MicroKernel<T, TV>(kc, a + b * aBlock, MR, panel, NR, tile + (long)b * MR * ldc + q * NR, ldc, k0 > 0);
+                // The panel's sums are final after the last K block: finish them while they are still in cache.
+                if (k0 + kc == g.K)
+                {
+                    int start = col0 + q * NR;
+                    ConvEpilogue<T, TV>(job, tile + q * NR, ldc, block0 * MR, Math.Min(g.Cout, (block0 + blocks) * MR), start, Math.Min(col1, start + NR));
+                }
             }
         }
-        ConvEpilogue<T, TV>(job, tile, ldc, block0 * MR, Math.Min(g.Cout, (block0 + blocks) * MR), col0, col1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -225,26 +230,28 @@ public sealed partial class CpuBackend
         int pixels = g.Ho * g.Wo;
         float scale = job.Scale;
         var vscale = T.Broadcast(scale);
-        for (int m = m0; m < m1; m++)
+        float* channelBias = job.ChannelBias;
+        for (int j = col0; j < col1;)
         {
-            float* row = tile + (long)(m - m0) * ldc - col0;
-            float bias = job.Weights.Bias[m];
-            for (int j = col0; j < col1;)
+            int n = j / pixels, p = j - n * pixels;
+            int length = Math.Min(col1 - j, pixels - p);
+            long first = (long)n * g.Cout * pixels + p;
+            float* c0 = tile + (j - col0);
+            for (int m = m0; m < m1; m++)
             {
-                int n = j / pixels, p = j - n * pixels;
-                int length = Math.Min(col1 - j, pixels - p);
-                long at = ((long)n * g.Cout + m) * pixels + p;
-                float add = job.ChannelBias == null ? 0f : job.ChannelBias[n * g.Cout + m];
+                long at = first + (long)m * pixels;
+                float bias = job.Weights.Bias[m];
+                float add = channelBias == null ? 0f : channelBias[n * g.Cout + m];
                 float* dst = job.Y + at;
                 float* res = job.Residual == null ? null : job.Residual + at;
-                float* c = row + j;
+                float* c = c0 + (long)(m - m0) * ldc;
                 var vbias = T.Broadcast(bias);
                 var vadd = T.Broadcast(add);
                 int i = 0;
                 for (; i <= length - T.Count; i += T.Count)
                 {
                     var v = T.Add(T.Load(c + i), vbias);
-                    if (job.ChannelBias != null) v = T.Add(v, vadd);
+                    if (channelBias != null) v = T.Add(v, vadd);
                     if (res != null) v = T.Add(v, T.Load(res + i));
                     if (scale != 1f) v = T.Multiply(v, vscale);
                     T.Store(v, dst + i);
@@ -252,13 +259,13 @@ public sealed partial class CpuBackend
                 for (; i < length; i++)
                 {
                     float v = c[i] + bias;
-                    if (job.ChannelBias != null) v += add;
+                    if (channelBias != null) v += add;
                     if (res != null) v += res[i];
                     if (scale != 1f) v *= scale;
                     dst[i] = v;
                 }
-                j += length;
             }
+            j += length;
         }
     }
 
