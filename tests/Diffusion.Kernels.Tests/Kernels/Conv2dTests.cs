@@ -1,4 +1,5 @@
 using Diffusion.Kernels.Backends;
+using Diffusion.Kernels.Backends.Cpu;
 using Diffusion.Kernels.Tests.Support;
 using FluentAssertions;
 using static Diffusion.Kernels.Tests.Kernels.KernelCheck;
@@ -89,8 +90,50 @@ public class Conv2dTests
             Tolerance, $"{spec} on {n}×{cin}×{h}×{w}");
     }
 
+    // threads, then batch, in channels, out channels, height, width, kernel, stride, pad before, pad after
+    public static IEnumerable<object[]> SplitKShapes =>
+        from tier in TestBackends.CpuNames
+        from row in new object[][]
+        {
+            [2, 1, 64, 20, 5, 5, 3, 1, 1, 1],   // 25 columns, 576 patch rows: the second half starts inside a K block
+            [3, 1, 64, 20, 5, 5, 3, 1, 1, 1],   // three shares of 192
+            [2, 1, 256, 24, 4, 4, 3, 1, 1, 1],  // a 4×4 level at batch 1 (the direct path below AVX-512): 2304 rows
+            [3, 1, 128, 30, 8, 8, 3, 2, 1, 1],  // a stride-2 downsample to 4×4, 1152 rows in three shares of 384
+            [2, 1, 600, 10, 3, 3, 1, 1, 0, 0],  // 1×1, 9 columns of 600 rows: the few-pixel path on every tier
+        }
+        select (object[])[tier, .. row];
+
+    /// <summary>
+    /// Few columns and deep K: with two or more threads the direct path splits K between them and adds their
+    /// partial sums before the epilogue. The thread counts are explicit, so the split runs on any host.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(SplitKShapes))]
+    public void A_conv_split_over_K_matches_the_float64_reference(string backendName, int threads, int n, int cin, int cout, int h, int w, int kernel, int stride, int padBegin, int padEnd)
+    {
+        using var backend = new CpuBackend(threads, CpuTiers.Parse(backendName[4..], "test backend"));
+        var spec = new Conv2dSpec(cin, cout, kernel, stride, padBegin, padEnd);
+        float[] x = Random(11, n * cin * h * w);
+        float[] weight = Random(12, cout * cin * kernel * kernel, -0.3f, 0.3f);
+        float[] bias = Random(13, cout);
+        float[] perChannel = Random(14, n * cout, -2f, 2f);
+        int ho = spec.OutputSize(h), wo = spec.OutputSize(w);
+        float[] skip = Random(15, n * cout * ho * wo, -2f, 2f);
+
+        using var weights = backend.PrepareConv2d(spec, weight, bias);
+        using var xt = backend.Upload(x, n, cin, h, w);
+        using var cbt = backend.Upload(perChannel, n, cout);
+        using var rt = backend.Upload(skip, n, cout, ho, wo);
+        using var yt = backend.Allocate(n, cout, ho, wo);
+        backend.Conv2d(xt, weights, yt, new Conv2dEpilogue(cbt, rt, 0.5f));
+
+        var expected = Reference.Conv2d(x, n, cin, h, w, weight, bias, cout, kernel, stride, padBegin, padEnd, perChannel, skip, 0.5f);
+        ShouldMatch(Download(backend, yt), expected, Tolerance, $"{spec} on {n}×{cin}×{h}×{w}, {threads} threads");
+    }
+
     // channel bias, residual, scale, then the shape: (2, cin, h, w) → cout; the 8×8 and 16×16 rows take the Winograd path,
-    // the 2×2 row (8 pixels) the few-pixel path, the 3-channel row the few-channel path.
+    // the 2×2 row (8 pixels) the few-pixel path, the 3-channel row the few-channel path, the 64-channel 5×5 row (50 columns,
+    // 576 patch rows) the split-K direct path on the 256- and 512-bit tiers.
     public static IEnumerable<object[]> Epilogues => TestBackends.WithBackends(
     [
         [true, false, 1f, 9, 11, 6, 5],
@@ -103,6 +146,7 @@ public class Conv2dTests
         [true, true, 0.5f, 16, 24, 16, 16],
         [true, true, 0.5f, 9, 40, 2, 2],
         [true, true, 0.5f, 12, 3, 9, 11],
+        [true, true, 0.5f, 64, 12, 5, 5],
     ], _ => 0, "conv2d");
 
     [Theory]

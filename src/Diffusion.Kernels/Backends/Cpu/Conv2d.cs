@@ -12,7 +12,8 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// stay in cache while the Sgemm micro-kernel sweeps the output channels over them. Pixels of all images form
 /// one column axis, so a 4×4 layer at batch 8 fills panels as well as a 32×32 layer at batch 1. The epilogue
 /// (bias, time-embedding channel bias, residual, output scale) is applied while the tile is still in cache.
-/// 3×3 same-size convs with at least a panel of 2×2 tiles take the Winograd path instead (Conv2dWinograd.cs),
+/// Few columns over a deep K (small images at batch 1) split K between the threads, so none copies another's patch
+/// rows. 3×3 same-size convs with at least a panel of 2×2 tiles take the Winograd path instead (Conv2dWinograd.cs),
 /// convs with at most 2·MR output pixels a transposed product read in place (Conv2dFewPixels.cs), and padded
 /// stride-1 convs with at most 3 output channels a direct loop with no im2col (Conv2dFewChannels.cs).
 /// </summary>
@@ -29,6 +30,7 @@ public sealed partial class CpuBackend
 
     private readonly Workspace _convPadded = new();
     private readonly Workspace _convOffsets = new();
+    private readonly Workspace _convPartials = new();
 
     [ThreadStatic] private static Workspace? t_convPanels;
     [ThreadStatic] private static Workspace? t_convTile;
@@ -99,8 +101,46 @@ public sealed partial class CpuBackend
             Conv2dFewChannels<T, TV>(job);
             return;
         }
+        if (ConvPartition.SplitsK(geometry, Threads, T.NR))
+        {
+            Conv2dSplitK<T, TV>(job);
+            return;
+        }
         var partition = ConvPartition.For(geometry.Columns, w.MBlocks, Threads, T.NR);
-        For(partition.Tasks, task => ConvTask<T, TV>(job, partition, task));
+        For(partition.Tasks, task => ConvTask<T, TV>(job, partition, task, null));
+    }
+
+    /// <summary>
+    /// The direct path for few columns and a deep K: each thread multiplies every column and channel over its own
+    /// share of K, leaving partial sums, which a second loop adds and finishes. Split by channels instead, every
+    /// thread would copy all the patch rows (a fifth of a 4×4 conv at batch 1 on AVX2).
+    /// </summary>
+    private unsafe void Conv2dSplitK<T, TV>(ConvJob job) where T : struct, ISimd<TV> where TV : struct
+    {
+        var partition = ConvPartition.SplitK(job.Geometry.Columns, job.Weights.MBlocks, Threads, T.NR);
+        int rows = job.Weights.MBlocks * T.MR, ldc = partition.PanelsPerTask * T.NR;
+        var partials = (nint)_convPartials.Floats((long)partition.KTasks * rows * ldc);
+        For(partition.Tasks, task => ConvTask<T, TV>(job, partition, task, (float*)partials + (long)task * rows * ldc));
+        ForRanges(job.Geometry.Cout, (m0, m1) => ConvAddPartials<T, TV>(job, (float*)partials, partition.KTasks, rows, ldc, m0, m1), perThread: 1);
+    }
+
+    /// <summary>Adds the split-K tasks' partial rows [m0, m1) into the first task's, then applies the epilogue.</summary>
+    private static unsafe void ConvAddPartials<T, TV>(in ConvJob job, float* partials, int tasks, int rows, int ldc, int m0, int m1)
+        where T : struct, ISimd<TV> where TV : struct
+    {
+        int columns = job.Geometry.Columns;
+        for (int m = m0; m < m1; m++)
+        {
+            float* sum = partials + (long)m * ldc;
+            for (int t = 1; t < tasks; t++)
+            {
+                float* add = partials + ((long)t * rows + m) * ldc;
+                int i = 0;
+                for (; i <= columns - T.Count; i += T.Count) T.Store(T.Add(T.Load(sum + i), T.Load(add + i)), sum + i);
+                for (; i < columns; i++) sum[i] += add[i];
+            }
+        }
+        ConvEpilogue<T, TV>(job, partials + (long)m0 * ldc, ldc, m0, m1, 0, columns);
     }
 
     /// <summary>
@@ -140,10 +180,13 @@ public sealed partial class CpuBackend
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void ConvTask<T, TV>(in ConvJob job, in ConvPartition part, int task) where T : struct, ISimd<TV> where TV : struct
+    private static unsafe void ConvTask<T, TV>(in ConvJob job, in ConvPartition part, int task, float* partials) where T : struct, ISimd<TV> where TV : struct
     {
         int MR = T.MR, NR = T.NR;
         ref readonly var g = ref job.Geometry;
+        int kTask = task % part.KTasks;
+        task /= part.KTasks;
+        int ka = (int)((long)kTask * g.K / part.KTasks), kb = (int)((long)(kTask + 1) * g.K / part.KTasks);
         int nTask = task % part.ColumnTasks, mTask = task / part.ColumnTasks;
         int col0 = nTask * part.PanelsPerTask * NR;
         int col1 = Math.Min(g.Columns, col0 + part.PanelsPerTask * NR);
@@ -178,11 +221,13 @@ public sealed partial class CpuBackend
         panelRuns[panels] = runCount;
 
         int ldc = panels * NR;
-        float* tile = (t_convTile ??= new()).Floats((long)blocks * MR * ldc);
+        float* tile = partials != null ? partials : (t_convTile ??= new()).Floats((long)blocks * MR * ldc);
         float* packed = (t_convPanels ??= new()).Floats((long)panels * ConvKBlock * NR);
-        for (int k0 = 0; k0 < g.K; k0 += ConvKBlock)
+        for (int k0 = ka; k0 < kb;)
         {
-            int kc = Math.Min(ConvKBlock, g.K - k0);
+            // Steps end at K-block boundaries, where the packed weights start a new block.
+            int blockStart = k0 / ConvKBlock * ConvKBlock, blockDepth = Math.Min(ConvKBlock, g.K - blockStart);
+            int kc = Math.Min(kb, blockStart + blockDepth) - k0;
             for (int q = 0; q < panels; q++)
             {
                 float* panel = packed + (long)q * kc * NR;
@@ -202,23 +247,24 @@ public sealed partial class CpuBackend
             for (int q = 0; q < panels; q++)
             {
                 float* panel = packed + (long)q * kc * NR;
-                float* a = job.Weights.KBlock(k0) + (long)block0 * kc * MR;
-                long aBlock = (long)kc * MR;
+                float* a = job.Weights.KBlock(blockStart) + ((long)block0 * blockDepth + k0 - blockStart) * MR;
+                long aBlock = (long)blockDepth * MR;
                 int b = 0;
                 if (col1 - col0 - q * NR <= NR / 2)
                 {
                     for (; b + 1 < blocks; b += 2)
-                        Sgemm.MicroKernelNarrow<T, TV>(kc, a + b * aBlock, a + (b + 1) * aBlock, MR, panel, NR, tile + (long)b * MR * ldc + q * NR, ldc, k0 > 0);
+                        Sgemm.MicroKernelNarrow<T, TV>(kc, a + b * aBlock, a + (b + 1) * aBlock, MR, panel, NR, tile + (long)b * MR * ldc + q * NR, ldc, k0 > ka);
                 }
                 for (; b < blocks; b++)
-                    Sgemm.MicroKernel<T, TV>(kc, a + b * aBlock, MR, panel, NR, tile + (long)b * MR * ldc + q * NR, ldc, k0 > 0);
+                    Sgemm.MicroKernel<T, TV>(kc, a + b * aBlock, MR, panel, NR, tile + (long)b * MR * ldc + q * NR, ldc, k0 > ka);
                 // The panel's sums are final after the last K block: finish them while they are still in cache.
-                if (k0 + kc == g.K)
+                if (k0 + kc == g.K && partials == null)
                 {
                     int start = col0 + q * NR;
                     ConvEpilogue<T, TV>(job, tile + q * NR, ldc, block0 * MR, Math.Min(g.Cout, (block0 + blocks) * MR), start, Math.Min(col1, start + NR));
                 }
             }
+            k0 += kc;
         }
     }
 
@@ -372,17 +418,29 @@ public sealed partial class CpuBackend
 
     /// <summary>
     /// How the output is cut into tasks: column ranges of up to ConvMaxPanelsPerTask panels, two per thread where
-    /// there are enough, and output-channel groups where one range holds every column.
+    /// there are enough, and output-channel groups where one range holds every column; or, for few columns and a
+    /// deep K (<see cref="SplitsK"/>), shares of K: share s = task % KTasks is [s·K/KTasks, (s + 1)·K/KTasks).
     /// </summary>
-    private readonly record struct ConvPartition(int ColumnTasks, int PanelsPerTask, int BlocksPerGroup, int Tasks)
+    private readonly record struct ConvPartition(int ColumnTasks, int PanelsPerTask, int BlocksPerGroup, int Tasks, int KTasks = 1)
     {
+        /// <summary>
+        /// Whether the direct path splits K instead: few columns (small images at batch 1), so channel groups would
+        /// each copy the same patch rows, and K deep enough (two K blocks or more) for the copy to matter.
+        /// </summary>
+        public static bool SplitsK(in ConvGeometry g, int threads, int nr) =>
+            threads > 1 && (g.Columns + nr - 1) / nr <= ConvMaxPanelsPerTask && g.K >= 2 * ConvKBlock;
+
+        /// <summary>One task per thread, each over every column and channel and its own share of K.</summary>
+        public static ConvPartition SplitK(int columns, int mBlocks, int threads, int nr) =>
+            new(1, (columns + nr - 1) / nr, mBlocks, threads, threads);
+
         public static ConvPartition For(int columns, int mBlocks, int threads, int nr)
         {
             int panels = (columns + nr - 1) / nr;
             if (panels <= ConvMaxPanelsPerTask)
             {
-                // Few columns (small images at batch 1): the conv is bound by reading its weights, so each thread
-                // takes its own output channels, and so its own share of the weights, over all the columns.
+                // Few columns and a shallow K (or one thread): the conv is bound by reading its weights, so each
+                // thread takes its own output channels, and so its own share of the weights, over all the columns.
                 int perThread = (mBlocks + threads - 1) / threads;
                 return new ConvPartition(1, panels, perThread, (mBlocks + perThread - 1) / perThread);
             }
