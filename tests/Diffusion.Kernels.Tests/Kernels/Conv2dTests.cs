@@ -95,11 +95,12 @@ public class Conv2dTests
         from tier in TestBackends.CpuNames
         from row in new object[][]
         {
-            [2, 1, 64, 20, 5, 5, 3, 1, 1, 1],   // 25 columns, 576 patch rows: the second half starts inside a K block
-            [3, 1, 64, 20, 5, 5, 3, 1, 1, 1],   // three shares of 192
+            [2, 1, 128, 20, 5, 5, 3, 1, 1, 1],  // 25 columns, 1152 patch rows: the second half starts inside a K block
+            [3, 1, 128, 20, 5, 5, 3, 1, 1, 1],  // three shares of 384
             [2, 1, 256, 24, 4, 4, 3, 1, 1, 1],  // a 4×4 level at batch 1 (the direct path below AVX-512): 2304 rows
             [3, 1, 128, 30, 8, 8, 3, 2, 1, 1],  // a stride-2 downsample to 4×4, 1152 rows in three shares of 384
-            [2, 1, 600, 10, 3, 3, 1, 1, 0, 0],  // 1×1, 9 columns of 600 rows: the few-pixel path on every tier
+            [2, 1, 1100, 10, 3, 3, 1, 1, 0, 0], // 1×1, 9 columns of 1100 rows: the few-pixel path on every tier
+            [2, 2, 64, 20, 5, 5, 3, 1, 1, 1],   // 576 rows: too shallow to split, channel groups as before
         }
         select (object[])[tier, .. row];
 
@@ -113,27 +114,40 @@ public class Conv2dTests
     {
         using var backend = new CpuBackend(threads, CpuTiers.Parse(backendName[4..], "test backend"));
         var spec = new Conv2dSpec(cin, cout, kernel, stride, padBegin, padEnd);
-        float[] x = Random(11, n * cin * h * w);
-        float[] weight = Random(12, cout * cin * kernel * kernel, -0.3f, 0.3f);
-        float[] bias = Random(13, cout);
-        float[] perChannel = Random(14, n * cout, -2f, 2f);
+        var (actual, expected) = ConvWithEpilogue(backend, spec, n, h, w);
+        ShouldMatch(actual, expected, Tolerance, $"{spec} on {n}×{cin}×{h}×{w}, {threads} threads");
+    }
+
+    /// <summary>
+    /// Runs <paramref name="spec"/> on random inputs with the epilogue asked for (by default a channel bias, a residual
+    /// and scale 0.5): the output and its float64 reference.
+    /// </summary>
+    private static (float[] Actual, double[] Expected) ConvWithEpilogue(IBackend backend, Conv2dSpec spec, int n, int h, int w,
+        bool channelBias = true, bool residual = true, float scale = 0.5f)
+    {
+        int cin = spec.InChannels, cout = spec.OutChannels, kernel = spec.Kernel;
+        float[] x = Random(1, n * cin * h * w);
+        float[] weight = Random(2, cout * cin * kernel * kernel, -0.3f, 0.3f);
+        float[] bias = Random(3, cout);
+        float[] perChannel = Random(7, n * cout, -2f, 2f);
         int ho = spec.OutputSize(h), wo = spec.OutputSize(w);
-        float[] skip = Random(15, n * cout * ho * wo, -2f, 2f);
+        float[] skip = Random(8, n * cout * ho * wo, -2f, 2f);
 
         using var weights = backend.PrepareConv2d(spec, weight, bias);
         using var xt = backend.Upload(x, n, cin, h, w);
         using var cbt = backend.Upload(perChannel, n, cout);
         using var rt = backend.Upload(skip, n, cout, ho, wo);
         using var yt = backend.Allocate(n, cout, ho, wo);
-        backend.Conv2d(xt, weights, yt, new Conv2dEpilogue(cbt, rt, 0.5f));
+        backend.Conv2d(xt, weights, yt, new Conv2dEpilogue(channelBias ? cbt : null, residual ? rt : null, scale));
 
-        var expected = Reference.Conv2d(x, n, cin, h, w, weight, bias, cout, kernel, stride, padBegin, padEnd, perChannel, skip, 0.5f);
-        ShouldMatch(Download(backend, yt), expected, Tolerance, $"{spec} on {n}×{cin}×{h}×{w}, {threads} threads");
+        var expected = Reference.Conv2d(x, n, cin, h, w, weight, bias, cout, kernel, spec.Stride, spec.PadBegin, spec.PadEnd,
+            channelBias ? perChannel : null, residual ? skip : null, scale);
+        return (Download(backend, yt), expected);
     }
 
     // channel bias, residual, scale, then the shape: (2, cin, h, w) → cout; the 8×8 and 16×16 rows take the Winograd path,
-    // the 2×2 row (8 pixels) the few-pixel path, the 3-channel row the few-channel path, the 64-channel 5×5 row (50 columns,
-    // 576 patch rows) the split-K direct path on the 256- and 512-bit tiers.
+    // the 2×2 row (8 pixels) the few-pixel path, the 3-channel row the few-channel path, the 128-channel 5×5 row (50 columns,
+    // 1152 patch rows) the split-K direct path on the 256- and 512-bit tiers.
     public static IEnumerable<object[]> Epilogues => TestBackends.WithBackends(
     [
         [true, false, 1f, 9, 11, 6, 5],
@@ -146,7 +160,7 @@ public class Conv2dTests
         [true, true, 0.5f, 16, 24, 16, 16],
         [true, true, 0.5f, 9, 40, 2, 2],
         [true, true, 0.5f, 12, 3, 9, 11],
-        [true, true, 0.5f, 64, 12, 5, 5],
+        [true, true, 0.5f, 128, 12, 5, 5],
     ], _ => 0, "conv2d");
 
     [Theory]
@@ -155,24 +169,8 @@ public class Conv2dTests
         int cin, int cout, int h, int w)
     {
         using var backend = TestBackends.Create(backendName);
-        const int n = 2;
-        var spec = Conv2dSpec.Same3x3(cin, cout);
-        float[] x = Random(4, n * cin * h * w);
-        float[] weight = Random(5, cout * cin * 9, -0.3f, 0.3f);
-        float[] bias = Random(6, cout);
-        float[] perChannel = Random(7, n * cout, -2f, 2f);
-        float[] skip = Random(8, n * cout * h * w, -2f, 2f);
-
-        using var weights = backend.PrepareConv2d(spec, weight, bias);
-        using var xt = backend.Upload(x, n, cin, h, w);
-        using var cbt = backend.Upload(perChannel, n, cout);
-        using var rt = backend.Upload(skip, n, cout, h, w);
-        using var yt = backend.Allocate(n, cout, h, w);
-        backend.Conv2d(xt, weights, yt, new Conv2dEpilogue(channelBias ? cbt : null, residual ? rt : null, scale));
-
-        var expected = Reference.Conv2d(x, n, cin, h, w, weight, bias, cout, 3, 1, 1, 1,
-            channelBias ? perChannel : null, residual ? skip : null, scale);
-        ShouldMatch(Download(backend, yt), expected, Tolerance, "conv with epilogue");
+        var (actual, expected) = ConvWithEpilogue(backend, Conv2dSpec.Same3x3(cin, cout), 2, h, w, channelBias, residual, scale);
+        ShouldMatch(actual, expected, Tolerance, "conv with epilogue");
     }
 
     /// <summary>
@@ -202,22 +200,8 @@ public class Conv2dTests
     {
         using var backend = TestBackends.Create(backendName);
         var spec = new Conv2dSpec(cin, cout, kernel, stride, padBegin, padEnd);
-        float[] x = Random(1, n * cin * h * w);
-        float[] weight = Random(2, cout * cin * kernel * kernel, -0.3f, 0.3f);
-        float[] bias = Random(3, cout);
-        float[] perChannel = Random(7, n * cout, -2f, 2f);
-        int ho = spec.OutputSize(h), wo = spec.OutputSize(w);
-        float[] skip = Random(8, n * cout * ho * wo, -2f, 2f);
-
-        using var weights = backend.PrepareConv2d(spec, weight, bias);
-        using var xt = backend.Upload(x, n, cin, h, w);
-        using var cbt = backend.Upload(perChannel, n, cout);
-        using var rt = backend.Upload(skip, n, cout, ho, wo);
-        using var yt = backend.Allocate(n, cout, ho, wo);
-        backend.Conv2d(xt, weights, yt, new Conv2dEpilogue(cbt, rt, 0.5f));
-
-        var expected = Reference.Conv2d(x, n, cin, h, w, weight, bias, cout, kernel, stride, padBegin, padEnd, perChannel, skip, 0.5f);
-        ShouldMatch(Download(backend, yt), expected, HalfTolerance, $"half-precision {spec} on {n}×{cin}×{h}×{w} with epilogue");
+        var (actual, expected) = ConvWithEpilogue(backend, spec, n, h, w);
+        ShouldMatch(actual, expected, HalfTolerance, $"half-precision {spec} on {n}×{cin}×{h}×{w} with epilogue");
     }
 
     [Theory]
