@@ -55,7 +55,8 @@ public static class Machine
 /// <summary>
 /// The arrays of one probe, 64-byte aligned and first written by the threads that use them. Run() is one
 /// Parallel.For over the backend's thread count (one item per thread, so which pool runs them does not matter);
-/// each thread makes all its passes over its own slice, so an L2-sized probe stays in its core's L2 instead of moving between cores between passes.
+/// each thread makes all its passes over its own slice, so an L2-sized probe stays in its core's L2 instead of
+/// moving between cores between passes.
 /// The loops are plain Vector512 loads and stores (Vector256 without AVX-512), like the ops' own, so the probe shows
 /// what such a loop can reach rather than the last few percent that unrolling or streaming stores would add.
 /// </summary>
