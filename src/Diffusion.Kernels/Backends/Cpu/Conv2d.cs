@@ -87,8 +87,7 @@ public sealed partial class CpuBackend
         }
         bool fewPixels = UsesFewPixels<T, TV>(geometry);
         int* offsets = _convOffsets.Ints(geometry.K + (fewPixels ? FewPixelsRows(geometry, T.MR) : 0));
-        for (int k = 0; k < geometry.K; k++)
-            offsets[k] = geometry.PatchOffset(k);
+        geometry.WritePatchOffsets(offsets);
 
         var job = input.WithSource(source, offsets);
         if (fewPixels)
@@ -157,23 +156,26 @@ public sealed partial class CpuBackend
         new Span<float>(padded + length, slack).Clear();
         var copy = (nint)x;
         var dest = (nint)padded;
-        var geometry = g;
+        // The shape in locals: read through the captured geometry's properties, the rows (4 to 32 floats) cost 2.4×
+        // as much (a 256-plane 8×8 input took 19 µs, 14% of its stride-2 conv at batch 1 on Zen 3).
+        int h = g.H, w = g.W, wp = g.Wp, padBegin = g.PadBegin, planeSize = g.PlaneSize;
+        int top = g.PadBegin * g.Wp, bottom = g.PadEnd * g.Wp;
         ForRanges(g.N * g.Cin, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
         {
             for (int plane = first; plane < end; plane++)
             {
-                float* src = (float*)copy + (long)plane * geometry.H * geometry.W;
-                float* dst = (float*)dest + (long)plane * geometry.PlaneSize;
-                new Span<float>(dst, geometry.PadBegin * geometry.Wp).Clear();
-                // Rows are short (4 to 32 floats): inline copies and scalar border stores, not three calls a row.
-                for (int row = 0; row < geometry.H; row++)
+                float* src = (float*)copy + (long)plane * h * w;
+                float* d = (float*)dest + (long)plane * planeSize;
+                // Borders are a few floats each: scalar stores, not a call per row.
+                for (int i = 0; i < top; i++) d[i] = 0f;
+                d += top;
+                for (int row = 0; row < h; row++, src += w, d += wp)
                 {
-                    float* d = dst + (long)(row + geometry.PadBegin) * geometry.Wp;
-                    for (int i = 0; i < geometry.PadBegin; i++) d[i] = 0f;
-                    CopyRun<T, TV>(src + (long)row * geometry.W, d + geometry.PadBegin, geometry.W);
-                    for (int i = geometry.PadBegin + geometry.W; i < geometry.Wp; i++) d[i] = 0f;
+                    for (int i = 0; i < padBegin; i++) d[i] = 0f;
+                    CopyRun<T, TV>(src, d + padBegin, w);
+                    for (int i = padBegin + w; i < wp; i++) d[i] = 0f;
                 }
-                new Span<float>(dst + (long)(geometry.PadBegin + geometry.H) * geometry.Wp, geometry.PadEnd * geometry.Wp).Clear();
+                for (int i = 0; i < bottom; i++) d[i] = 0f;
             }
         });
         return padded;
@@ -380,13 +382,17 @@ public sealed partial class CpuBackend
         public int Columns { get; }
         public int PlaneSize => Hp * Wp;
 
-        /// <summary>Where patch row k = (ci, ky, kx) starts relative to a column's window origin.</summary>
-        public int PatchOffset(int k)
+        /// <summary>
+        /// Where each patch row k = (ci, ky, kx) starts relative to a column's window origin, counted up rather than
+        /// divided out of k: two divides a row took 9 µs of a 4×4 conv's 135 at batch 1 (K = 2304).
+        /// </summary>
+        public unsafe void WritePatchOffsets(int* offsets)
         {
-            int kk = Kernel * Kernel;
-            int ci = k / kk, r = k - ci * kk;
-            int ky = r / Kernel, kx = r - ky * Kernel;
-            return ci * PlaneSize + ky * Wp + kx;
+            int k = 0;
+            for (int ci = 0; ci < Cin; ci++)
+                for (int ky = 0; ky < Kernel; ky++)
+                    for (int kx = 0; kx < Kernel; kx++)
+                        offsets[k++] = ci * PlaneSize + ky * Wp + kx;
         }
 
         /// <summary>Where column j = (n, oy, ox)'s window origin sits in the padded input.</summary>
