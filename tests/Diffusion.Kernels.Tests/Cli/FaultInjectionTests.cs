@@ -127,25 +127,27 @@ public sealed class FaultInjectionTests : IDisposable
     }
 
     /// <summary>
-    /// The input is cut to 4 KiB while diffuse reads its 100 MB: the process is stopped (SIGSTOP) the moment
-    /// /proc shows the file open, truncated, then continued. Through a memory map this was SIGBUS, exit 134.
+    /// The input is cut to 4 KiB while diffuse reads its 50 MB: the process is stopped (SIGSTOP) once /proc shows the
+    /// file open and 4 MiB more read since, truncated, then continued. Through a memory map this was SIGBUS, exit 134.
+    /// The input is F16, which is read in 1 MiB chunks, so the stop lands between two of them; stopped at the open
+    /// alone, it sometimes landed before the file's length was taken, and diffuse saw a file that was short from the start.
     /// </summary>
     [Fact]
     public void An_input_that_shrinks_while_it_is_read_is_a_bad_input_not_a_crash()
     {
         Assert.SkipUnless(OperatingSystem.IsLinux(), "watches /proc for the moment the file is opened");
         string input = _inputs.File("shrinking.safetensors");
-        SafetensorsWriter.Write(input, [new("sample", new HostTensor([25, 1, 1000, 1000]))]);
+        SafetensorsWriter.Write(input, [new("sample", new HostTensor([25, 1, 1000, 1000]))], dtype: SafetensorsDType.F16);
         var process = DiffuseProcess.Start(Unet(Model("m"), input, Output("y.safetensors")));
 
         string pid = process.Id.ToString(CultureInfo.InvariantCulture);
-        bool opened = WaitUntilOpen(process, input);
-        if (opened) Run("kill", "-STOP", pid);
+        bool reading = WaitUntilOpen(process, input) && WaitUntilRead(process, 4 << 20);
+        if (reading) Run("kill", "-STOP", pid);
         using (var file = new FileStream(input, FileMode.Open, FileAccess.Write, FileShare.ReadWrite)) file.SetLength(4096);
-        if (opened) Run("kill", "-CONT", pid);
+        if (reading) Run("kill", "-CONT", pid);
         var run = DiffuseProcess.Finish(process, HangLimit);
 
-        opened.Should().BeTrue("diffuse opens its --input");
+        reading.Should().BeTrue("diffuse opens and reads its --input");
         run.ExitCode.Should().Be(4, run.StandardError);
         OneLine(run.StandardError).Should().Contain(input).And.Contain("shrank to 4096 bytes while being read");
         NothingWritten();
@@ -472,6 +474,31 @@ public sealed class FaultInjectionTests : IDisposable
             {
                 // A descriptor closed while we looked at it.
             }
+        }
+        return false;
+    }
+
+    /// <summary>Waits until the process has read <paramref name="bytes"/> more (rchar in /proc/pid/io) than when called.</summary>
+    private static bool WaitUntilRead(Process process, long bytes)
+    {
+        string io = $"/proc/{process.Id.ToString(CultureInfo.InvariantCulture)}/io";
+        long? start = null;
+        var clock = Stopwatch.StartNew();
+        while (!process.HasExited && clock.Elapsed < HangLimit)
+        {
+            string? line;
+            try
+            {
+                line = File.ReadLines(io).FirstOrDefault(l => l.StartsWith("rchar:", StringComparison.Ordinal));
+            }
+            catch (IOException)
+            {
+                return false;
+            }
+            if (line == null) return false;
+            long read = long.Parse(line.AsSpan(6), CultureInfo.InvariantCulture);
+            start ??= read;
+            if (read - start >= bytes) return true;
         }
         return false;
     }
