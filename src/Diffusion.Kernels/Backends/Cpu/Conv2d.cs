@@ -230,15 +230,17 @@ public sealed partial class CpuBackend
             // Steps end at K-block boundaries, where the packed weights start a new block.
             int blockStart = k0 / ConvKBlock * ConvKBlock, blockDepth = Math.Min(ConvKBlock, g.K - blockStart);
             int kc = Math.Min(kb, blockStart + blockDepth) - k0;
-            for (int q = 0; q < panels; q++)
+            // Patch row by patch row, each copied into all the task's panels: a row's columns are one run of the
+            // input, read once. Panel by panel, a 1×1 conv over 32×32 read its rows 4 KiB apart once per panel, a
+            // line or two each time, and 256→128 at batch 8 took 1.1–1.4× as long on Zen 3 (AVX2).
+            bool ragged = (col1 - col0) % NR != 0;
+            for (int kk = 0; kk < kc; kk++)
             {
-                float* panel = packed + (long)q * kc * NR;
-                bool partial = q == panels - 1 && (col1 - col0) % NR != 0;
-                for (int kk = 0; kk < kc; kk++)
+                float* src = job.Source + job.Offsets[k0 + kk];
+                for (int q = 0; q < panels; q++)
                 {
-                    float* dst = panel + kk * NR;
-                    if (partial) new Span<float>(dst, NR).Clear();
-                    float* src = job.Source + job.Offsets[k0 + kk];
+                    float* dst = packed + (long)q * kc * NR + kk * NR;
+                    if (ragged && q == panels - 1) new Span<float>(dst, NR).Clear();
                     for (int* run = runs + RunInts * panelRuns[q]; run < runs + RunInts * panelRuns[q + 1]; run += RunInts)
                     {
                         if (run[3] == 1) CopyRun<T, TV>(src + run[0], dst + run[1], run[2]);
