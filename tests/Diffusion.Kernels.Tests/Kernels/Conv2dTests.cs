@@ -41,6 +41,8 @@ public class Conv2dTests
         [2, 3, 5, 33, 32, 3, 2, 1, 1],    // the same with symmetric padding, odd height
         [1, 5, 7, 11, 10, 3, 3, 1, 1],    // stride 3: runs of step 3, copied by the scalar loop
         [2, 6, 5, 9, 8, 1, 2, 0, 0],      // unpadded 1×1 at stride 2: still padded (strided), borders never read
+        [1, 3, 4, 8, 64, 3, 2, 0, 1],     // stride 2, output rows of 32: every panel one strided run on every tier
+        [1, 6, 5, 4, 32, 1, 1, 0, 0],     // 1×1 over one 4×32 image: every panel one contiguous run on every tier
         // 3×3 same-size convs on even images with ≥ 16 channels and ≥ 16 2×2 tiles take the Winograd path:
         [1, 64, 48, 16, 16, 3, 1, 1, 1],  // 64 tiles: two full panels
         [2, 16, 24, 8, 12, 3, 1, 1, 1],   // 48 tiles over two images, rows of 6 tiles: a narrow last panel
