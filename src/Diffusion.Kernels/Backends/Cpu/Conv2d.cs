@@ -223,7 +223,8 @@ public sealed partial class CpuBackend
         panelRuns[panels] = runCount;
         // Output rows of NR pixels or more (stride-2 convs over 32×32, 1×1 convs) make each panel one run of NR
         // columns at one step: those are copied without walking the run list or testing for tails.
-        bool wholePanels = runCount == panels && (col1 - col0) % NR == 0 && (runs[3] == 1 || runs[3] == 2);
+        bool ragged = (col1 - col0) % NR != 0;
+        bool wholePanels = runCount == panels && !ragged && (runs[3] == 1 || runs[3] == 2);
         for (int q = 0; wholePanels && q < panels; q++)
             wholePanels = runs[RunInts * q + 2] == NR && runs[RunInts * q + 3] == runs[3];
 
@@ -238,7 +239,6 @@ public sealed partial class CpuBackend
             // Patch row by patch row, each copied into all the task's panels: a row's columns are one run of the
             // input, read once. Panel by panel, a 1×1 conv over 32×32 read its rows 4 KiB apart once per panel, a
             // line or two each time, and 256→128 at batch 8 took 1.1–1.4× as long on Zen 3 (AVX2).
-            bool ragged = (col1 - col0) % NR != 0;
             for (int kk = 0; kk < kc; kk++)
             {
                 float* src = job.Source + job.Offsets[k0 + kk];
