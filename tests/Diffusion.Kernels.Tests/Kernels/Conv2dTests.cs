@@ -43,21 +43,27 @@ public class Conv2dTests
         [2, 6, 5, 9, 8, 1, 2, 0, 0],      // unpadded 1×1 at stride 2: still padded (strided), borders never read
         [1, 3, 4, 8, 64, 3, 2, 0, 1],     // stride 2, output rows of 32: every panel one strided run on every tier
         [1, 6, 5, 4, 32, 1, 1, 0, 0],     // 1×1 over one 4×32 image: every panel one contiguous run on every tier
-        // 3×3 same-size convs on even images with ≥ 16 channels and ≥ 16 2×2 tiles take the Winograd path:
-        [1, 64, 48, 16, 16, 3, 1, 1, 1],  // 64 tiles: two full panels
-        [2, 16, 24, 8, 12, 3, 1, 1, 1],   // 48 tiles over two images, rows of 6 tiles: a narrow last panel
-        [1, 32, 40, 8, 20, 3, 1, 1, 1],   // 40 tiles: 8 in the last panel
-        [1, 300, 20, 8, 18, 3, 1, 1, 1],  // 36 tiles, 300 channels: two K blocks, a partial lane block
-        [9, 24, 17, 4, 4, 3, 1, 1, 1],    // 4×4 at batch 9: tiles from nine images in one panel
-        [1, 32, 40, 8, 8, 3, 1, 1, 1],    // 16 tiles: one narrow panel, output channels split across threads
+        // 3×3 same-size convs with ≥ 16 channels take the Winograd path: F(4×4) on images of ≥ 16 4×4 tiles, else
+        // F(2×2) on even images of ≥ 16 2×2 tiles:
+        [1, 64, 48, 16, 16, 3, 1, 1, 1],  // F(4×4), 16 tiles in rows of 4: contiguous runs at 4 and 8 lanes
+        [1, 16, 20, 8, 32, 3, 1, 1, 1],   // F(4×4), rows of 8 tiles: contiguous runs at 16 lanes too
+        [4, 20, 24, 8, 8, 3, 1, 1, 1],    // F(4×4), 16 tiles from four images
+        [1, 24, 16, 20, 24, 3, 1, 1, 1],  // F(4×4), 30 tiles in rows of 6: a partial last panel, gathers at 8 and 16 lanes
+        [1, 300, 20, 16, 16, 3, 1, 1, 1], // F(4×4), 300 channels: two K blocks, a partial lane block
+        [2, 16, 24, 8, 12, 3, 1, 1, 1],   // F(2×2), 48 tiles over two images, rows of 6 tiles: a narrow last panel
+        [1, 32, 40, 8, 20, 3, 1, 1, 1],   // F(2×2), 40 tiles: 8 in the last panel
+        [1, 300, 20, 8, 18, 3, 1, 1, 1],  // F(2×2), 36 tiles, 300 channels: two K blocks, a partial lane block
+        [9, 24, 17, 4, 4, 3, 1, 1, 1],    // F(2×2), 4×4 at batch 9: tiles from nine images in one panel
+        [1, 32, 40, 8, 8, 3, 1, 1, 1],    // F(2×2), 16 tiles: one narrow panel, output channels split across threads
         [1, 32, 40, 6, 4, 3, 1, 1, 1],    // 6 tiles: stays on the direct path
-        [1, 16, 24, 32, 34, 3, 1, 1, 1],  // 272 tiles: tasks of several panels, a partial last panel
-        [2, 20, 18, 2, 32, 3, 1, 1, 1],   // rows of 16 tiles, read and written as contiguous runs; one tile row per image
-        [1, 256, 256, 16, 16, 3, 1, 1, 1], // the U-Net's 256-channel 16×16 level: accuracy at full depth
+        [1, 16, 24, 32, 34, 3, 1, 1, 1],  // F(2×2), 272 tiles: tasks of several panels, a partial last panel
+        [2, 20, 18, 2, 32, 3, 1, 1, 1],   // F(2×2), rows of 16 tiles, read and written as contiguous runs; one tile row per image
+        [1, 256, 256, 16, 16, 3, 1, 1, 1], // F(4×4) on the U-Net's 256-channel 16×16 level: accuracy at full depth (5e-6)
+        [1, 512, 16, 16, 16, 3, 1, 1, 1], // F(4×4) over 512 channels, the U-Net's widest (skip concat): 5e-6 as well
         // The tiers' own edges (MR = 8 rows and 32 columns on AVX-512, 6 and 16 on AVX2, 6 and 8 on x86 128-bit):
         [1, 20, 13, 3, 4, 3, 1, 1, 1],    // 12 pixels: the few-pixel limit of 6-row tiers (2·MR); 13 channels off every MR
         [1, 20, 13, 13, 1, 3, 1, 1, 1],   // 13 pixels down a 1-wide image: the direct path on 6-row tiers, a single panel
-        [2, 16, 30, 12, 12, 3, 1, 1, 1],  // rows of 6 tiles: contiguous runs at 4 lanes, gathers at 8 and 16; 30 = 5 six-row blocks
+        [2, 16, 30, 12, 12, 3, 1, 1, 1],  // F(4×4), rows of 3 tiles: gathers on every tier; 30 = 5 six-row blocks
         [1, 8, 7, 3, 3, 3, 1, 1, 1],      // 9 pixels, 7 channels: a partial 6-row pixel block and a partial channel panel
         [1, 256, 16, 16, 16, 3, 1, 1, 1],  // full depth (2304 products per output) within the emulated device's budget
         [1, 8, 56, 8, 8, 3, 1, 1, 1],     // 56 channels × 64 pixels: every accumulator of GPU version 2's 64 × 64 tile is stored
@@ -147,7 +153,8 @@ public class Conv2dTests
         return (Download(backend, yt), expected);
     }
 
-    // channel bias, residual, scale, then the shape: (2, cin, h, w) → cout; the 8×8 and 16×16 rows take the Winograd path,
+    // channel bias, residual, scale, then the shape: (2, cin, h, w) → cout; the 8×8 and 6×6 rows take the Winograd F(2×2)
+    // path (6×6: one lane at a time on every tier), the 16×16 and 12×12 rows F(4×4) (12×12: one lane at a time),
     // the 2×2 row (8 pixels) the few-pixel path, the 3-channel row the few-channel path, the 128-channel 5×5 row (50 columns,
     // 1152 patch rows) the split-K direct path on the 256- and 512-bit tiers.
     public static IEnumerable<object[]> Epilogues => TestBackends.WithBackends(
@@ -160,6 +167,8 @@ public class Conv2dTests
         [false, true, 0.7071f, 32, 20, 8, 8],
         [true, true, 0.5f, 32, 20, 8, 8],
         [true, true, 0.5f, 16, 24, 16, 16],
+        [true, true, 0.5f, 16, 20, 12, 12],
+        [true, true, 0.5f, 16, 20, 6, 6],
         [true, true, 0.5f, 9, 40, 2, 2],
         [true, true, 0.5f, 12, 3, 9, 11],
         [true, true, 0.5f, 128, 12, 5, 5],

@@ -11,17 +11,18 @@ namespace Diffusion.Kernels.Tests.Sampling;
 /// Whole pipelines from the seed alone with the default <c>--rng torch</c>, against weights/goldens/torch_pipeline_*
 /// (weights/make_goldens.py): torch's generator drew x_T and every step's noise in diffusers' order, through the
 /// reference schedulers with the tiny golden U-Net or the toy model. The noise is bit-exact, so what is left is
-/// float32 arithmetic: 1e-4 absolute, the bar of the sampler goldens.
+/// float32 arithmetic, which the runs add up: 3e-4 absolute. A wrong draw or draw order moves samples by O(1).
+/// Measured on the CPU tiers: DDPM and noisy DDIM within 2e-5; DDIM η = 0 (no noise to wash differences out over 10
+/// steps) at 1.6e-4, where F(2×2) Winograd alone gave 6.6e-5; the emulated device's direct sums, in another order, 1.1e-4.
 /// </summary>
 public class TorchPipelineGoldenTests
 {
-    private const double Tolerance = 1e-4;
+    private const double Tolerance = 3e-4;
 
     /// <summary>
-    /// Every case on the CPU tiers and CUDA. The emulated device is left out: its kernels sum in another order, and
-    /// over a whole DDIM η = 0 run that drifts to about 1.1e-4 from torch, past this absolute bar, where the CPU
-    /// stays within it. What this test checks (the noise stream and draw order) does not depend on the backend;
-    /// the emulated device's sampling is held to the CPU backend instead (GpuBackendTests, 1e-4 over a DDIM run).
+    /// Every case on the CPU tiers and CUDA. The emulated device is left out: what this test checks (the noise stream
+    /// and draw order) does not depend on the backend, and the emulated device's sampling is held to the CPU backend
+    /// instead (GpuBackendTests, over a DDIM run).
     /// </summary>
     public static IEnumerable<object[]> CasesOnBackends() => TestBackends.WithBackends(Index().Select(c => new object[] { c.Name }))
         .Where(row => !((string)row[0]).StartsWith("emulated", StringComparison.Ordinal));

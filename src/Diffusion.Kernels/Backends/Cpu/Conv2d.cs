@@ -80,10 +80,10 @@ public sealed partial class CpuBackend
         var geometry = input.Geometry;
         var w = input.Weights;
         float* source = PadInput<T, TV>(input.Source, geometry);
-        if (UsesWinograd(geometry))
+        switch (WinogradTile(geometry))
         {
-            Conv2dWinograd<T, TV>(input.WithSource(source, null));
-            return;
+            case 4: Conv2dWinograd<T, TV, WinogradF4<T, TV>>(input.WithSource(source, null)); return;
+            case 2: Conv2dWinograd<T, TV, WinogradF2<T, TV>>(input.WithSource(source, null)); return;
         }
         bool fewPixels = UsesFewPixels<T, TV>(geometry);
         int* offsets = _convOffsets.Ints(geometry.K + (fewPixels ? FewPixelsRows(geometry, T.MR) : 0));
@@ -509,7 +509,8 @@ public sealed partial class CpuBackend
 internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
 {
     private readonly float[] _packed;
-    private float[]? _winograd;
+    private float[]? _winogradF2;
+    private float[]? _winogradF4;
     private float[]? _channelPanels;
 
     public CpuConv2dWeights(Conv2dSpec spec, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, CpuTier tier, int mr, int nr) : base(spec)
@@ -584,43 +585,53 @@ internal sealed unsafe class CpuConv2dWeights : Conv2dWeights
     }
 
     /// <summary>
-    /// The Winograd F(2×2, 3×3) weights U = G g Gᵀ (3×3 kernels only), G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1], as 16
-    /// matrices (one per transform point ξ) packed like <see cref="Pointer"/> with k = input channel:
-    /// ((ξ·MBlocks + block)·Cin + ci)·MR + row. Built on first use, from the direct panels, in float64.
+    /// The Winograd F(m×m, 3×3) weights U = G g Gᵀ (3×3 kernels only; m = 2 or 4, G in Conv2dWinogradTiles.cs), as
+    /// (m+2)² matrices (one per transform point ξ) packed like <see cref="Pointer"/> with k = input channel:
+    /// ((ξ·MBlocks + block)·Cin + ci)·MR + row. Each version is built on first use, from the direct panels, in float64.
     /// </summary>
-    public float* WinogradPointer
+    public float* Winograd(int tile)
     {
-        get
-        {
-            var u = LazyInitializer.EnsureInitialized(ref _winograd, TransformForWinograd);
-            return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(u));
-        }
+        var u = tile == 4
+            ? LazyInitializer.EnsureInitialized(ref _winogradF4, () => TransformForWinograd(WinogradF4G))
+            : LazyInitializer.EnsureInitialized(ref _winogradF2, () => TransformForWinograd(WinogradF2G));
+        return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(u));
     }
 
-    private float[] TransformForWinograd()
+    private static readonly double[] WinogradF2G = [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1];
+
+    private static readonly double[] WinogradF4G =
+    [
+        1, 0, 0,
+        1 / 3.0, 1 / 3.0, 1 / 3.0,
+        -1 / 3.0, 1 / 3.0, -1 / 3.0,
+        -16 / 15.0, -8 / 15.0, -4 / 15.0,
+        1 / 15.0, -2 / 15.0, 4 / 15.0,
+        0, 0, 1,
+    ];
+
+    private float[] TransformForWinograd(double[] gm)
     {
-        int cin = Spec.InChannels;
-        var u = GC.AllocateArray<float>(checked(16 * MBlocks * cin * MR), pinned: true);
-        ReadOnlySpan<double> gm = [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1];
+        int cin = Spec.InChannels, edge = gm.Length / 3;
+        var u = GC.AllocateArray<float>(checked(edge * edge * MBlocks * cin * MR), pinned: true);
         Span<double> kernel = stackalloc double[9];
-        Span<double> half = stackalloc double[12];
+        Span<double> half = stackalloc double[3 * edge];
         for (int m = 0; m < Spec.OutChannels; m++)
         {
             for (int ci = 0; ci < cin; ci++)
             {
                 for (int k = 0; k < 9; k++) kernel[k] = _packed[PackedIndex(m, ci * 9 + k)];
-                // half = G·g (4×3), then U = half·Gᵀ (4×4).
-                for (int a = 0; a < 4; a++)
+                // half = G·g (edge × 3), then U = half·Gᵀ (edge × edge).
+                for (int a = 0; a < edge; a++)
                 {
                     for (int c = 0; c < 3; c++)
                         half[a * 3 + c] = gm[a * 3] * kernel[c] + gm[a * 3 + 1] * kernel[3 + c] + gm[a * 3 + 2] * kernel[6 + c];
                 }
-                for (int a = 0; a < 4; a++)
+                for (int a = 0; a < edge; a++)
                 {
-                    for (int b = 0; b < 4; b++)
+                    for (int b = 0; b < edge; b++)
                     {
                         double value = half[a * 3] * gm[b * 3] + half[a * 3 + 1] * gm[b * 3 + 1] + half[a * 3 + 2] * gm[b * 3 + 2];
-                        u[(((a * 4 + b) * MBlocks + m / MR) * cin + ci) * MR + m % MR] = (float)value;
+                        u[(((a * edge + b) * MBlocks + m / MR) * cin + ci) * MR + m % MR] = (float)value;
                     }
                 }
             }
