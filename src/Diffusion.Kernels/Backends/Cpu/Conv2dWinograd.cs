@@ -15,10 +15,10 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// <item>F(2×2, 3×3), <see cref="WinogradF2{T, TV}"/>, on images with 16 or more 2×2 tiles but too few 4×4 ones
 /// (8×8 at batch 1): 16 multiplies per 4 outputs instead of 36. Its transforms only add, subtract or halve.</item>
 /// </list>
-/// A task owns one or more NR-tile panels and a group of output channels. Per panel it transforms the patches
-/// into per-ξ B panels (one tile per vector lane), runs the Sgemm micro-kernel against the transformed weights
-/// (packed once, on first use, like the direct path's panels), then transforms the products back and applies
-/// the epilogue; a panel's transformed inputs and products ((m+2)² × channels × NR floats each) stay in L2.
+/// A task owns one or more NR-tile panels and a group of output channels. Per panel and K block of input channels
+/// it transforms the patches into per-ξ B panels (one tile per vector lane) and runs the Sgemm micro-kernel against
+/// the transformed weights (packed once, on first use, like the direct path's panels), then transforms the products
+/// back and applies the epilogue; a panel's transformed inputs and products stay in L2.
 /// </summary>
 public sealed partial class CpuBackend
 {
@@ -87,25 +87,25 @@ public sealed partial class CpuBackend
         ref readonly var job = ref wj.Job;
         ref readonly var g = ref job.Geometry;
 
-        long vStride = PointStride((long)g.Cin * NR);
+        long vStride = PointStride((long)Math.Min(g.Cin, ConvKBlock) * NR);
         float* v = (t_winogradInput ??= new()).Floats(points * vStride);
-        for (int lane0 = 0; lane0 < count; lane0 += n)
-            TTile.TransformInput(job.Source, g, wj.Origins + t0 + lane0, Math.Min(n, count - lane0), v + lane0, vStride);
-
         int rows = blocks * MR;
         long mStride = PointStride((long)rows * NR);
         float* m = (t_winogradProducts ??= new()).Floats(points * mStride);
         long aBlock = (long)g.Cin * MR;
         bool narrow = count <= NR / 2;
-        for (int xi = 0; xi < points; xi++)
+        for (int k0 = 0; k0 < g.Cin; k0 += ConvKBlock)
         {
-            float* vXi = v + xi * vStride;
-            float* mXi = m + xi * mStride;
-            for (int k0 = 0; k0 < g.Cin; k0 += ConvKBlock)
+            // A K block's inputs are transformed just before their GEMMs: 36 points × 256 channels × NR floats
+            // (1.2 MB on AVX-512) at most, where the whole depth of a 512-channel conv would spill L2.
+            int kc = Math.Min(ConvKBlock, g.Cin - k0);
+            for (int lane0 = 0; lane0 < count; lane0 += n)
+                TTile.TransformInput(job.Source, g, k0, kc, wj.Origins + t0 + lane0, Math.Min(n, count - lane0), v + lane0, vStride);
+            for (int xi = 0; xi < points; xi++)
             {
-                int kc = Math.Min(ConvKBlock, g.Cin - k0);
                 float* a = wj.U + (((long)xi * job.Weights.MBlocks + block0) * g.Cin + k0) * MR;
-                float* b = vXi + (long)k0 * NR;
+                float* b = v + xi * vStride;
+                float* mXi = m + xi * mStride;
                 int mb = 0;
                 if (narrow)
                 {

@@ -21,7 +21,7 @@ public sealed partial class CpuBackend
         static abstract unsafe float* Weights(CpuConv2dWeights w);
 
         /// <summary>V[ξ][ci][lane] for every input channel ci of up to a vector of tiles.</summary>
-        static abstract unsafe void TransformInput(float* source, in ConvGeometry g, int* origins, int count, float* v, long xiStride);
+        static abstract unsafe void TransformInput(float* source, in ConvGeometry g, int ci0, int channels, int* origins, int count, float* v, long xiStride);
 
         /// <summary>Output channel co of up to a vector of tiles, from its products M[ξ][lane], with the epilogue.</summary>
         static abstract unsafe void TransformOutput(in ConvJob job, int co, float* products, long xiStride, int* outputs, int count);
@@ -38,24 +38,24 @@ public sealed partial class CpuBackend
         public static unsafe float* Weights(CpuConv2dWeights w) => w.Winograd(2);
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public static unsafe void TransformInput(float* source, in ConvGeometry g, int* origins, int count, float* v, long xiStride)
+        public static unsafe void TransformInput(float* source, in ConvGeometry g, int ci0, int channels, int* origins, int count, float* v, long xiStride)
         {
             int n = T.Count;
             if (count == n && g.W / 2 % (n / 2) == 0)
             {
-                Transform(new TileRuns2(source + origins[0], source + origins[n / 2]), g, v, xiStride);
+                Transform(new TileRuns2(source + origins[0], source + origins[n / 2]), g, ci0, channels, v, xiStride);
                 return;
             }
             int* lanes = stackalloc int[n];
             FillLanes(lanes, origins, count, n);
-            Transform(new TileGather<T, TV>(source, lanes), g, v, xiStride);
+            Transform(new TileGather<T, TV>(source, lanes), g, ci0, channels, v, xiStride);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static unsafe void Transform<TPatch>(TPatch patch, in ConvGeometry g, float* v, long xiStride) where TPatch : struct, IPatchColumns<TV>
+        private static unsafe void Transform<TPatch>(TPatch patch, in ConvGeometry g, int ci0, int channels, float* v, long xiStride) where TPatch : struct, IPatchColumns<TV>
         {
             int wp = g.Wp;
-            for (int ci = 0; ci < g.Cin; ci++)
+            for (int ci = ci0; ci < ci0 + channels; ci++)
             {
                 long plane = (long)ci * g.PlaneSize;
                 // Bᵀ over the patch rows first, column by column: t[a][c] for the four rows a.
@@ -81,7 +81,7 @@ public sealed partial class CpuBackend
                     t03 = T.Subtract(d0, d2); t13 = T.Add(d1, d2); t23 = T.Subtract(d2, d1); t33 = T.Subtract(d1, d3);
                 }
                 // Then along the columns: ξ = 4a + b.
-                float* dst = v + (long)ci * T.NR;
+                float* dst = v + (long)(ci - ci0) * T.NR;
                 StoreRow(dst, xiStride, 0, t00, t01, t02, t03);
                 StoreRow(dst, xiStride, 4, t10, t11, t12, t13);
                 StoreRow(dst, xiStride, 8, t20, t21, t22, t23);
@@ -177,26 +177,26 @@ public sealed partial class CpuBackend
         public static unsafe float* Weights(CpuConv2dWeights w) => w.Winograd(4);
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public static unsafe void TransformInput(float* source, in ConvGeometry g, int* origins, int count, float* v, long xiStride)
+        public static unsafe void TransformInput(float* source, in ConvGeometry g, int ci0, int channels, int* origins, int count, float* v, long xiStride)
         {
             int n = T.Count;
             if (count == n && g.W / 4 % (n / 2) == 0)
             {
-                Transform(new TileRuns4(source + origins[0], source + origins[n / 2]), g, v, xiStride);
+                Transform(new TileRuns4(source + origins[0], source + origins[n / 2]), g, ci0, channels, v, xiStride);
                 return;
             }
             int* lanes = stackalloc int[n];
             FillLanes(lanes, origins, count, n);
-            Transform(new TileGather<T, TV>(source, lanes), g, v, xiStride);
+            Transform(new TileGather<T, TV>(source, lanes), g, ci0, channels, v, xiStride);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static unsafe void Transform<TPatch>(TPatch patch, in ConvGeometry g, float* v, long xiStride) where TPatch : struct, IPatchColumns<TV>
+        private static unsafe void Transform<TPatch>(TPatch patch, in ConvGeometry g, int ci0, int channels, float* v, long xiStride) where TPatch : struct, IPatchColumns<TV>
         {
             int wp = g.Wp, n = T.Count;
             // Bᵀ down the patch's columns into t (row-major, 6 × 6 vectors, in L1), then along t's rows into V.
             float* t = stackalloc float[36 * n];
-            for (int ci = 0; ci < g.Cin; ci++)
+            for (int ci = ci0; ci < ci0 + channels; ci++)
             {
                 long plane = (long)ci * g.PlaneSize;
                 for (int c = 0; c < 6; c++)
@@ -205,7 +205,7 @@ public sealed partial class CpuBackend
                         patch.Column(plane + 3 * wp, c), patch.Column(plane + 4 * wp, c), patch.Column(plane + 5 * wp, c),
                         t + c * n, 6 * n);
                 }
-                float* dst = v + (long)ci * T.NR;
+                float* dst = v + (long)(ci - ci0) * T.NR;
                 for (int a = 0; a < 6; a++)
                 {
                     float* row = t + 6 * a * n;
