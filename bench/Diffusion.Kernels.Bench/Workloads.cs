@@ -272,8 +272,8 @@ public sealed record ForwardWorkload(string Name, int Batch) : IWorkload
 {
     /// <summary>
     /// Counted, not estimated: the FLOPs of every conv, linear and attention call of one batch-1 forward, convs
-    /// counted as direct convolutions (2·Cout·Cin·9 per pixel). The Winograd path does 16/36 of those multiplies,
-    /// so its rates are direct-equivalent and may exceed the FMA peak.
+    /// counted as direct convolutions (2·Cout·Cin·9 per pixel). The Winograd path does 36/144 (F(4×4)) or 16/36
+    /// (F(2×2)) of those multiplies, so its rates are direct-equivalent and may exceed the FMA peak.
     /// </summary>
     private static readonly Lazy<double> s_flopsPerImage = new(() =>
     {

@@ -13,7 +13,7 @@ namespace Diffusion.Kernels.Backends.Cpu;
 /// one column axis, so a 4×4 layer at batch 8 fills panels as well as a 32×32 layer at batch 1. The epilogue
 /// (bias, time-embedding channel bias, residual, output scale) is applied while the tile is still in cache.
 /// Few columns over a deep K (small images at batch 1) split K between the threads, so none copies another's patch
-/// rows. 3×3 same-size convs with at least a panel of 2×2 tiles take the Winograd path instead (Conv2dWinograd.cs),
+/// rows. 3×3 same-size convs with at least 16 4×4 or 2×2 tiles take the Winograd path instead (Conv2dWinograd.cs),
 /// convs with at most 2·MR output pixels a transposed product read in place (Conv2dFewPixels.cs), and padded
 /// stride-1 convs with at most 3 output channels a direct loop with no im2col (Conv2dFewChannels.cs).
 /// </summary>
