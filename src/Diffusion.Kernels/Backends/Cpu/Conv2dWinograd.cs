@@ -100,7 +100,7 @@ public sealed partial class CpuBackend
             // (1.2 MB on AVX-512) at most, where the whole depth of a 512-channel conv would spill L2.
             int kc = Math.Min(ConvKBlock, g.Cin - k0);
             for (int lane0 = 0; lane0 < count; lane0 += n)
-                TTile.TransformInput(job.Source, g, k0, kc, wj.Origins + t0 + lane0, Math.Min(n, count - lane0), v + lane0, vStride);
+                WinogradTransformInput<T, TV, TTile>(job.Source, g, k0, kc, wj.Origins + t0 + lane0, Math.Min(n, count - lane0), v + lane0, vStride);
             for (int xi = 0; xi < points; xi++)
             {
                 float* a = wj.U + (((long)xi * job.Weights.MBlocks + block0) * g.Cin + k0) * MR;

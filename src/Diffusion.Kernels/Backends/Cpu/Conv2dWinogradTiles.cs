@@ -20,8 +20,15 @@ public sealed partial class CpuBackend
         /// <summary>U = G g Gᵀ for this version, packed per point (<see cref="CpuConv2dWeights.Winograd"/>).</summary>
         static abstract unsafe float* Weights(CpuConv2dWeights w);
 
-        /// <summary>V[ξ][ci][lane] for every input channel ci of up to a vector of tiles.</summary>
-        static abstract unsafe void TransformInput(float* source, in ConvGeometry g, int ci0, int channels, int* origins, int count, float* v, long xiStride);
+        /// <summary>
+        /// V[ξ][ci − ci0][lane] for input channels [ci0, ci0 + channels) of a vector of tiles, their patches read through
+        /// <paramref name="patch"/> (<see cref="WinogradTransformInput"/> picks the reader).
+        /// </summary>
+        static abstract unsafe void TransformInput<TPatch>(TPatch patch, in ConvGeometry g, int ci0, int channels, float* v, long xiStride)
+            where TPatch : struct, IPatchColumns<TV>;
+
+        /// <summary>The same, for lanes in two runs of half a vector of consecutive tiles starting at first and second.</summary>
+        static abstract unsafe void TransformRuns(float* first, float* second, in ConvGeometry g, int ci0, int channels, float* v, long xiStride);
 
         /// <summary>Output channel co of up to a vector of tiles, from its products M[ξ][lane], with the epilogue.</summary>
         static abstract unsafe void TransformOutput(in ConvJob job, int co, float* products, long xiStride, int* outputs, int count);
@@ -37,22 +44,12 @@ public sealed partial class CpuBackend
 
         public static unsafe float* Weights(CpuConv2dWeights w) => w.Winograd(2);
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public static unsafe void TransformInput(float* source, in ConvGeometry g, int ci0, int channels, int* origins, int count, float* v, long xiStride)
-        {
-            int n = T.Count;
-            if (count == n && g.W / 2 % (n / 2) == 0)
-            {
-                Transform(new TileRuns2(source + origins[0], source + origins[n / 2]), g, ci0, channels, v, xiStride);
-                return;
-            }
-            int* lanes = stackalloc int[n];
-            FillLanes(lanes, origins, count, n);
-            Transform(new TileGather<T, TV>(source, lanes), g, ci0, channels, v, xiStride);
-        }
+        public static unsafe void TransformRuns(float* first, float* second, in ConvGeometry g, int ci0, int channels, float* v, long xiStride) =>
+            TransformInput(new TileRuns2(first, second), g, ci0, channels, v, xiStride);
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static unsafe void Transform<TPatch>(TPatch patch, in ConvGeometry g, int ci0, int channels, float* v, long xiStride) where TPatch : struct, IPatchColumns<TV>
+        public static unsafe void TransformInput<TPatch>(TPatch patch, in ConvGeometry g, int ci0, int channels, float* v, long xiStride)
+            where TPatch : struct, IPatchColumns<TV>
         {
             int wp = g.Wp;
             for (int ci = ci0; ci < ci0 + channels; ci++)
@@ -176,22 +173,12 @@ public sealed partial class CpuBackend
 
         public static unsafe float* Weights(CpuConv2dWeights w) => w.Winograd(4);
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public static unsafe void TransformInput(float* source, in ConvGeometry g, int ci0, int channels, int* origins, int count, float* v, long xiStride)
-        {
-            int n = T.Count;
-            if (count == n && g.W / 4 % (n / 2) == 0)
-            {
-                Transform(new TileRuns4(source + origins[0], source + origins[n / 2]), g, ci0, channels, v, xiStride);
-                return;
-            }
-            int* lanes = stackalloc int[n];
-            FillLanes(lanes, origins, count, n);
-            Transform(new TileGather<T, TV>(source, lanes), g, ci0, channels, v, xiStride);
-        }
+        public static unsafe void TransformRuns(float* first, float* second, in ConvGeometry g, int ci0, int channels, float* v, long xiStride) =>
+            TransformInput(new TileRuns4(first, second), g, ci0, channels, v, xiStride);
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static unsafe void Transform<TPatch>(TPatch patch, in ConvGeometry g, int ci0, int channels, float* v, long xiStride) where TPatch : struct, IPatchColumns<TV>
+        public static unsafe void TransformInput<TPatch>(TPatch patch, in ConvGeometry g, int ci0, int channels, float* v, long xiStride)
+            where TPatch : struct, IPatchColumns<TV>
         {
             int wp = g.Wp, n = T.Count;
             // Bᵀ down the patch's columns into t (row-major, 6 × 6 vectors, in L1), then along t's rows into V.
@@ -326,10 +313,24 @@ public sealed partial class CpuBackend
         public TV Column(long offset, int c) => T.Gather(source + offset + c, lanes);
     }
 
-    /// <summary>Each lane's patch origin; lanes past <paramref name="count"/> repeat the last tile.</summary>
-    private static unsafe void FillLanes(int* lanes, int* origins, int count, int n)
+    /// <summary>
+    /// A vector of tiles' transformed inputs: contiguous runs where the lanes are two half-vectors of consecutive tiles
+    /// of one tile row (the tile row is a multiple of half a vector), else a gather with each lane's patch origin.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void WinogradTransformInput<T, TV, TTile>(float* source, in ConvGeometry g, int ci0, int channels,
+        int* origins, int count, float* v, long xiStride)
+        where T : struct, ISimd<TV> where TV : struct where TTile : struct, IWinogradTile<T, TV>
     {
+        int n = T.Count;
+        if (count == n && g.W / TTile.Size % (n / 2) == 0)
+        {
+            TTile.TransformRuns(source + origins[0], source + origins[n / 2], g, ci0, channels, v, xiStride);
+            return;
+        }
+        int* lanes = stackalloc int[n];
         for (int l = 0; l < n; l++) lanes[l] = origins[Math.Min(l, count - 1)];
+        TTile.TransformInput(new TileGather<T, TV>(source, lanes), g, ci0, channels, v, xiStride);
     }
 
     /// <summary>
