@@ -184,6 +184,23 @@ public class Conv2dTests
         ShouldMatch(actual, expected, Tolerance, "conv with epilogue");
     }
 
+    // height, width at batch 8, each image one or two tile rows of half a vector of tiles, so a vector's two runs of tiles
+    // lie in two images with different channel biases: F(2×2) at 2×4, 2×8, 2×16 (runs at 4, 8, 16 lanes), F(4×4) at
+    // 4×8 and 4×16 (runs at 4 and 8 lanes).
+    public static IEnumerable<object[]> ImageSpanningRuns => TestBackends.WithBackends(
+    [
+        [2, 4], [2, 8], [2, 16], [4, 8], [4, 16],
+    ], _ => 0, "conv2d");
+
+    [Theory]
+    [MemberData(nameof(ImageSpanningRuns))]
+    public void Winograd_runs_spanning_two_images_take_each_image_s_channel_bias(string backendName, int h, int w)
+    {
+        using var backend = TestBackends.Create(backendName);
+        var (actual, expected) = ConvWithEpilogue(backend, Conv2dSpec.Same3x3(16, 20), 8, h, w, true, true, 0.5f);
+        ShouldMatch(actual, expected, Tolerance, $"conv with epilogue at 8×16×{h}×{w}");
+    }
+
     /// <summary>
     /// The half-precision version (tensor cores; inputs and weights rounded to half, 11 significant bits, products
     /// summed in float32): each rounding is within 2^−12 relative and random signs mostly cancel; the cases below

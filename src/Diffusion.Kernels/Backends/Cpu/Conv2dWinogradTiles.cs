@@ -146,10 +146,11 @@ public sealed partial class CpuBackend
             {
                 // Interleaving a tile row's left and right outputs gives a vector of contiguous pixels per run.
                 long first = outputs[0] + co * plane, second = outputs[n / 2] + co * plane;
-                WinogradStoreRun<T, TV>(job, first, T.InterleaveLower(y00, y01), co);
-                WinogradStoreRun<T, TV>(job, second, T.InterleaveUpper(y00, y01), co);
-                WinogradStoreRun<T, TV>(job, first + g.Wo, T.InterleaveLower(y10, y11), co);
-                WinogradStoreRun<T, TV>(job, second + g.Wo, T.InterleaveUpper(y10, y11), co);
+                TV addFirst = WinogradChannelAdd<T, TV>(job, first, co), addSecond = WinogradChannelAdd<T, TV>(job, second, co);
+                WinogradStoreRun<T, TV>(job, first, T.InterleaveLower(y00, y01), addFirst);
+                WinogradStoreRun<T, TV>(job, second, T.InterleaveUpper(y00, y01), addSecond);
+                WinogradStoreRun<T, TV>(job, first + g.Wo, T.InterleaveLower(y10, y11), addFirst);
+                WinogradStoreRun<T, TV>(job, second + g.Wo, T.InterleaveUpper(y10, y11), addSecond);
                 return;
             }
             float* y = stackalloc float[4 * n];
@@ -270,17 +271,18 @@ public sealed partial class CpuBackend
                 // Per output row, interleaving columns 0 with 2 and 1 with 3, then those two, lays each run's pixels
                 // out contiguously: two vectors per run.
                 long first = outputs[0] + co * plane, second = outputs[n / 2] + co * plane;
+                TV addFirst = WinogradChannelAdd<T, TV>(job, first, co), addSecond = WinogradChannelAdd<T, TV>(job, second, co);
                 for (int r = 0; r < 4; r++)
                 {
                     float* row = y + 4 * r * n;
                     var p = T.InterleaveLower(T.Load(row), T.Load(row + 2 * n));
                     var q = T.InterleaveLower(T.Load(row + n), T.Load(row + 3 * n));
-                    WinogradStoreRun<T, TV>(job, first + r * g.Wo, T.InterleaveLower(p, q), co);
-                    WinogradStoreRun<T, TV>(job, first + r * g.Wo + n, T.InterleaveUpper(p, q), co);
+                    WinogradStoreRun<T, TV>(job, first + r * g.Wo, T.InterleaveLower(p, q), addFirst);
+                    WinogradStoreRun<T, TV>(job, first + r * g.Wo + n, T.InterleaveUpper(p, q), addFirst);
                     p = T.InterleaveUpper(T.Load(row), T.Load(row + 2 * n));
                     q = T.InterleaveUpper(T.Load(row + n), T.Load(row + 3 * n));
-                    WinogradStoreRun<T, TV>(job, second + r * g.Wo, T.InterleaveLower(p, q), co);
-                    WinogradStoreRun<T, TV>(job, second + r * g.Wo + n, T.InterleaveUpper(p, q), co);
+                    WinogradStoreRun<T, TV>(job, second + r * g.Wo, T.InterleaveLower(p, q), addSecond);
+                    WinogradStoreRun<T, TV>(job, second + r * g.Wo + n, T.InterleaveUpper(p, q), addSecond);
                 }
                 return;
             }
@@ -334,14 +336,24 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>
-    /// A vector of contiguous outputs of channel <paramref name="co"/> at <paramref name="at"/>, biased already,
-    /// through the rest of the direct path's epilogue: + channel bias, + residual, × scale.
+    /// The channel bias of output channel <paramref name="co"/> for the image holding output <paramref name="at"/>,
+    /// broadcast (zero without one): looked up, with its division, once per run of a tile row, not per stored vector.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void WinogradStoreRun<T, TV>(in ConvJob job, long at, TV v, int co) where T : struct, ISimd<TV> where TV : struct
+    private static unsafe TV WinogradChannelAdd<T, TV>(in ConvJob job, long at, int co) where T : struct, ISimd<TV> where TV : struct
     {
         ref readonly var g = ref job.Geometry;
-        if (job.ChannelBias != null) v = T.Add(v, T.Broadcast(job.ChannelBias[at / ((long)g.Cout * g.Ho * g.Wo) * g.Cout + co]));
+        return job.ChannelBias == null ? T.Zero : T.Broadcast(job.ChannelBias[at / ((long)g.Cout * g.Ho * g.Wo) * g.Cout + co]);
+    }
+
+    /// <summary>
+    /// A vector of contiguous outputs at <paramref name="at"/>, biased already, through the rest of the direct path's
+    /// epilogue: + channel bias (<paramref name="add"/>, from <see cref="WinogradChannelAdd"/>), + residual, × scale.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void WinogradStoreRun<T, TV>(in ConvJob job, long at, TV v, TV add) where T : struct, ISimd<TV> where TV : struct
+    {
+        if (job.ChannelBias != null) v = T.Add(v, add);
         if (job.Residual != null) v = T.Add(v, T.Load(job.Residual + at));
         if (job.Scale != 1f) v = T.Multiply(v, T.Broadcast(job.Scale));
         T.Store(v, job.Y + at);
@@ -356,10 +368,10 @@ public sealed partial class CpuBackend
         ref readonly var g = ref job.Geometry;
         long plane = (long)g.Ho * g.Wo;
         float scale = job.Scale;
+        bool hasAdd = job.ChannelBias != null;
         for (int l = 0; l < count; l++)
         {
             long origin = outputs[l] + co * plane;
-            bool hasAdd = job.ChannelBias != null;
             float add = hasAdd ? job.ChannelBias[origin / ((long)g.Cout * plane) * g.Cout + co] : 0f;
             for (int r = 0; r < m; r++)
             {
